@@ -4,8 +4,13 @@
 package tools
 
 import (
+	_ "github.com/google/go-cmp/cmp"
+	_ "go.uber.org/goleak"
+	_ "golang.org/x/net/nettest"
 	_ "gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	_ "gvisor.dev/gvisor/pkg/tcpip/faketime"
+	_ "gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	_ "gvisor.dev/gvisor/pkg/tcpip/link/ethernet"
 	_ "gvisor.dev/gvisor/pkg/tcpip/link/sniffer"
 	_ "gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	_ "gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
@@ -14,10 +19,5 @@ import (
 	_ "gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	_ "gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	_ "gvisor.dev/gvisor/pkg/tcpip/transport/udp"
-	_ "gvisor.dev/gvisor/pkg/tcpip/link/ethernet"
-	_ "gvisor.dev/gvisor/pkg/tcpip/link/channel"
-	_ "golang.org/x/net/nettest"
 	_ "pgregory.net/rapid"
-	_ "go.uber.org/goleak"
-	_ "github.com/google/go-cmp/cmp"
 )

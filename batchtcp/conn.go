@@ -1,0 +1,154 @@
+package batchtcp
+
+import (
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/xdptcp/xdptcp/batchtcp/internal/congestion"
+	"github.com/xdptcp/xdptcp/batchtcp/internal/monotime"
+	"github.com/xdptcp/xdptcp/batchtcp/internal/reasm"
+	"github.com/xdptcp/xdptcp/batchtcp/internal/rtt"
+	"github.com/xdptcp/xdptcp/batchtcp/internal/timerwheel"
+)
+
+// conn is a transmission control block (RFC 9293 §3.3.1). Every field is
+// owned by the conn's shard goroutine; the application reaches it only
+// through its endpoint's byte queues, atomics and event bits.
+type conn struct {
+	ep       *endpoint // nil for a child still in SYN-RECEIVED
+	listener *listener // parent of a passive open until accepted
+	id       stack.TransportEndpointID
+	hash     uint32
+	netProto tcpip.NetworkProtocolNumber
+	route    *stack.Route
+	state    State
+	active   bool // opened by connect (RFC 9293 §3.10.7.4 SYN-RECEIVED RST)
+
+	// Send sequence space (RFC 9293 §3.3.1).
+	iss     seqnum.Value
+	sndUna  seqnum.Value
+	sndNxt  seqnum.Value
+	sndMax  seqnum.Value // highest sequence sent + 1 (sndNxt rewinds on RTO)
+	sndWnd  seqnum.Size  // peer's window, scaled
+	sndWL1  seqnum.Value
+	sndWL2  seqnum.Value
+	maxWnd  seqnum.Size // largest window the peer offered (RFC 5961 §5.2)
+	sndWS   uint8       // peer's window shift (RFC 7323 §2.2)
+	sndBase seqnum.Value
+	mss     int // effective send MSS, options excluded
+	peerMSS int
+	finQ    bool         // the application shut down writing: FIN follows the data
+	finSent bool         // FIN is in [sndUna, sndNxt)
+	finSeq  seqnum.Value // FIN's sequence number once the data length is final
+
+	// Receive sequence space.
+	irs     seqnum.Value
+	rcvNxt  seqnum.Value
+	rcvAdv  seqnum.Value // right edge of the last advertised window
+	rcvWS   uint8        // our window shift
+	reasm   reasm.Queue
+	oooFin  bool
+	oooFinQ seqnum.Value
+	finRcvd bool
+
+	// RFC 7323 timestamps.
+	tsOK        bool
+	tsOffset    uint32
+	tsRecent    uint32
+	tsRecentAge monotime.Time
+	lastAckSent seqnum.Value
+	wsOK        bool
+
+	// Retransmission (RFC 6298) and congestion control (RFC 5681/6582).
+	rtt       rtt.Estimator
+	rttTiming bool // a segment is being timed (Karn, without timestamps)
+	rttSeq    seqnum.Value
+	rttStart  monotime.Time
+	backoffs  int
+	retrans   bool // sndNxt was rewound: data below sndMax is resent
+	cc        congestion.Controller
+	lastSend  monotime.Time
+	dupAcks   int
+
+	// ACK generation (RFC 9293 §3.8.6.3, RFC 1122 §4.2.3.2).
+	ackPending bool
+	ackNow     bool
+	unacked    int // bytes received since the last ACK
+
+	// Timer deadlines (zero: not armed); one wheel entry per conn at the
+	// earliest of them.
+	timer     timerwheel.Timer
+	rtoAt     monotime.Time
+	delackAt  monotime.Time
+	persistAt monotime.Time
+	kaAt      monotime.Time
+	closeAt   monotime.Time // TIME-WAIT or orphaned FIN-WAIT-2
+	persistN  int
+	kaProbes  int
+	lastRcv   monotime.Time
+	synTries  int
+
+	// Per-batch bookkeeping.
+	dirty   bool
+	notify  waiter.EventMask
+	dead    bool
+	appGone bool // the application closed the endpoint
+}
+
+// reset prepares a pooled conn for reuse.
+func (c *conn) reset() {
+	q := c.reasm
+	q.Reset()
+	cc := c.cc
+	*c = conn{reasm: q, cc: cc}
+	c.timer.Owner = c
+}
+
+// inFlight is the data and control octets sent and not acknowledged.
+func (c *conn) inFlight() int { return int(c.sndUna.Size(c.sndNxt)) }
+
+// rcvWnd is the window the peer may fill: up to the advertised edge.
+func (c *conn) rcvWnd() seqnum.Size {
+	if c.rcvAdv.LessThan(c.rcvNxt) {
+		return 0
+	}
+	return c.rcvNxt.Size(c.rcvAdv)
+}
+
+// unsent is the number of queued data octets not yet sent.
+func (c *conn) unsent() int {
+	if c.ep == nil {
+		return 0
+	}
+	sent := int(c.sndBase.Size(c.sndNxt))
+	if c.finSent {
+		sent--
+	}
+	n := c.ep.sndq.Len() - sent
+	if n < 0 {
+		return 0
+	}
+	return n
+}
+
+// wake marks the conn for the end-of-batch output pass.
+func (c *conn) wake(sh *shard) {
+	if !c.dirty {
+		c.dirty = true
+		sh.dirty = append(sh.dirty, c)
+	}
+}
+
+// notifyApp records waiter events to deliver at the end of the batch.
+func (c *conn) notifyApp(sh *shard, m waiter.EventMask) {
+	c.notify |= m
+	c.wake(sh)
+}
+
+// tsVal is our timestamp clock: milliseconds plus the per-connection offset
+// (RFC 7323 §5.4).
+func (c *conn) tsVal(now monotime.Time) uint32 {
+	return uint32(int64(now)/1e6) + c.tsOffset
+}

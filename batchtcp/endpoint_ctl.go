@@ -1,0 +1,396 @@
+package batchtcp
+
+import (
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/ports"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
+	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/xdptcp/xdptcp/batchtcp/internal/monotime"
+)
+
+// Bind implements tcpip.Endpoint.
+func (e *endpoint) Bind(addr tcpip.FullAddress) tcpip.Error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return &tcpip.ErrInvalidEndpointState{}
+	}
+	if e.bound || e.curState() != StateInitial {
+		return &tcpip.ErrAlreadyBound{}
+	}
+	netProto := netProtoOf(addr.Addr, e.netProto)
+	if addr.Addr.Len() != 0 {
+		if e.p.stack.CheckLocalAddress(addr.NIC, netProto, addr.Addr) == 0 {
+			return &tcpip.ErrBadLocalAddress{}
+		}
+	}
+	return e.bindLocked(addr, netProto, tcpip.FullAddress{})
+}
+
+func (e *endpoint) bindLocked(addr tcpip.FullAddress, netProto tcpip.NetworkProtocolNumber, dest tcpip.FullAddress) tcpip.Error {
+	res := ports.Reservation{
+		Networks:     []tcpip.NetworkProtocolNumber{netProto},
+		Transport:    ProtocolNumber,
+		Addr:         addr.Addr,
+		Port:         addr.Port,
+		Flags:        e.portFlags,
+		BindToDevice: tcpip.NICID(e.ops.GetBindToDevice()),
+		Dest:         dest,
+	}
+	port, err := e.p.stack.ReservePort(e.p.stack.SecureRNG(), res, nil)
+	if err != nil {
+		e.p.stack.Stats().TCP.FailedPortReservations.Increment()
+		return err
+	}
+	res.Port = port
+	e.portRes, e.reserved, e.bound = res, true, true
+	e.netProto = netProto
+	e.id.LocalAddress = addr.Addr
+	e.id.LocalPort = port
+	e.state.Store(uint32(StateBound))
+	return nil
+}
+
+// Listen implements tcpip.Endpoint.
+func (e *endpoint) Listen(backlog int) tcpip.Error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if backlog <= 0 || backlog > maxBacklog {
+		backlog = maxBacklog
+	}
+	switch e.curState() {
+	case StateListen:
+		e.lst.backlog.Store(int32(backlog))
+		return nil
+	case StateInitial:
+		if err := e.bindLocked(tcpip.FullAddress{}, e.netProto, tcpip.FullAddress{}); err != nil {
+			return err
+		}
+	case StateBound:
+	default:
+		return &tcpip.ErrInvalidEndpointState{}
+	}
+	key := listenKey{netProto: e.netProto, addr: e.id.LocalAddress, port: e.id.LocalPort}
+	l := newListener(e, key, backlog, len(e.p.shards))
+	if !e.p.listeners.add(key, l) {
+		return &tcpip.ErrPortInUse{}
+	}
+	if e.netProto == header.IPv6ProtocolNumber && key.addr.Len() == 0 && !e.ops.GetV6Only() {
+		// Dual stack: an unspecified IPv6 listener also takes IPv4.
+		k4 := listenKey{netProto: header.IPv4ProtocolNumber, port: key.port}
+		e.p.listeners.add(k4, l)
+	}
+	e.lst = l
+	e.state.Store(uint32(StateListen))
+	return nil
+}
+
+// Accept implements tcpip.Endpoint.
+func (e *endpoint) Accept(peerAddr *tcpip.FullAddress) (tcpip.Endpoint, *waiter.Queue, tcpip.Error) {
+	e.mu.Lock()
+	l := e.lst
+	e.mu.Unlock()
+	if l == nil || e.curState() != StateListen {
+		return nil, nil, &tcpip.ErrInvalidEndpointState{}
+	}
+	child := l.pop()
+	if child == nil {
+		return nil, nil, &tcpip.ErrWouldBlock{}
+	}
+	if peerAddr != nil {
+		*peerAddr = tcpip.FullAddress{Addr: child.id.RemoteAddress, Port: child.id.RemotePort}
+	}
+	return child, child.wq, nil
+}
+
+// Connect implements tcpip.Endpoint: it reserves a port, creates the TCB
+// and hands it to the flow's shard, which sends the SYN.
+func (e *endpoint) Connect(addr tcpip.FullAddress) tcpip.Error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return &tcpip.ErrInvalidEndpointState{}
+	}
+	switch s := e.curState(); s {
+	case StateInitial, StateBound:
+	case StateSynSent, StateSynRecv, StateConnecting:
+		return &tcpip.ErrAlreadyConnecting{}
+	case StateEstablished, StateCloseWait, StateFinWait1, StateFinWait2, StateClosing, StateLastAck, StateTimeWait:
+		if !e.connErr {
+			e.connErr = true
+			return nil
+		}
+		return &tcpip.ErrAlreadyConnected{}
+	case StateError:
+		e.errMu.Lock()
+		err := e.hardErr
+		e.errMu.Unlock()
+		if err != nil {
+			return err
+		}
+		return &tcpip.ErrConnectionAborted{}
+	default:
+		return &tcpip.ErrInvalidEndpointState{}
+	}
+	if addr.Port == 0 {
+		return &tcpip.ErrInvalidEndpointState{}
+	}
+	netProto := netProtoOf(addr.Addr, e.netProto)
+	if addr.Addr.Len() == 0 {
+		return &tcpip.ErrHostUnreachable{}
+	}
+	if e.bound && e.netProto != netProto {
+		return &tcpip.ErrAddressFamilyNotSupported{}
+	}
+	nic := addr.NIC
+	if bd := tcpip.NICID(e.ops.GetBindToDevice()); bd != 0 {
+		nic = bd
+	}
+	r, err := e.p.stack.FindRoute(nic, e.id.LocalAddress, addr.Addr, netProto, false)
+	if err != nil {
+		return err
+	}
+	local := tcpip.FullAddress{Addr: r.LocalAddress()}
+	if !e.bound {
+		if err := e.bindLocked(local, netProto, tcpip.FullAddress{Addr: addr.Addr, Port: addr.Port}); err != nil {
+			r.Release()
+			if _, ok := err.(*tcpip.ErrPortInUse); ok {
+				return &tcpip.ErrBadLocalAddress{}
+			}
+			return err
+		}
+	}
+	e.id.LocalAddress = r.LocalAddress()
+	e.id.RemoteAddress = addr.Addr
+	e.id.RemotePort = addr.Port
+	h := e.p.hasher.hashID(e.id)
+	sh := e.p.shards[e.p.hasher.shardOf(h)]
+	c := &conn{cc: newCC()}
+	c.timer.Owner = c
+	c.ep = e
+	c.id = e.id
+	c.hash = h
+	c.netProto = netProto
+	c.route = r
+	c.active = true
+	e.c = c
+	e.sh.Store(sh)
+	e.state.Store(uint32(StateSynSent))
+	e.p.stack.Stats().TCP.ActiveConnectionOpenings.Increment()
+	e.post(opConnect)
+	return &tcpip.ErrConnectStarted{}
+}
+
+// Shutdown implements tcpip.Endpoint.
+func (e *endpoint) Shutdown(flags tcpip.ShutdownFlags) tcpip.Error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch s := e.curState(); s {
+	case StateListen:
+		if flags&tcpip.ShutdownRead != 0 {
+			e.closeListenerLocked()
+			e.state.Store(uint32(StateClose))
+			e.wq.Notify(waiter.ReadableEvents | waiter.EventHUp)
+		}
+		return nil
+	case StateInitial, StateBound, StateClose, StateError:
+		return &tcpip.ErrNotConnected{}
+	case StateSynSent, StateConnecting:
+		e.post(opAbort)
+		return nil
+	}
+	if flags&tcpip.ShutdownRead != 0 {
+		e.rcvShut.Store(true)
+		if flags&tcpip.ShutdownWrite != 0 && e.rcvq.Len() > 0 {
+			// Unread data and both directions shut: reset (as Linux).
+			e.sndShut.Store(true)
+			e.post(opAbort)
+			return nil
+		}
+		e.wq.Notify(waiter.ReadableEvents | waiter.EventRdHUp)
+	}
+	if flags&tcpip.ShutdownWrite != 0 && !e.sndShut.Swap(true) {
+		e.post(opShutWr)
+		e.wq.Notify(waiter.WritableEvents)
+	}
+	return nil
+}
+
+// Close implements tcpip.Endpoint. Unread data or SO_LINGER with a zero
+// timeout reset the connection (RFC 9293 §3.10.4, RFC 2525 §2.17); else a
+// FIN follows the queued data and the shard finishes the close.
+func (e *endpoint) Close() {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	e.closed = true
+	s := e.curState()
+	switch s {
+	case StateListen:
+		e.closeListenerLocked()
+		e.state.Store(uint32(StateClose))
+		e.mu.Unlock()
+		e.done.Add(1) // no shard owns a listener
+		e.appDone()
+		e.wq.Notify(waiter.EventHUp | waiter.ReadableEvents | waiter.WritableEvents)
+		return
+	case StateInitial, StateBound:
+		e.state.Store(uint32(StateClose))
+		e.mu.Unlock()
+		e.done.Add(1) // no shard ever owned it
+		e.appDone()
+		e.wq.Notify(waiter.EventHUp | waiter.ReadableEvents | waiter.WritableEvents)
+		return
+	}
+	linger := e.ops.GetLinger()
+	abort := e.rcvq.Len() > 0 || (linger.Enabled && linger.Timeout == 0)
+	e.sndShut.Store(true)
+	e.mu.Unlock()
+	if abort {
+		e.post(opAbort | opClose)
+	} else {
+		e.post(opClose)
+	}
+	e.appDone()
+}
+
+// appDone is the application's release; see endpoint.done.
+func (e *endpoint) appDone() {
+	if e.done.Add(1) == 2 {
+		e.release()
+	}
+}
+
+// Abort implements tcpip.Endpoint.
+func (e *endpoint) Abort() {
+	e.mu.Lock()
+	s := e.curState()
+	e.mu.Unlock()
+	if s == StateListen || s == StateInitial || s == StateBound {
+		e.Close()
+		return
+	}
+	e.post(opAbort)
+	e.Close()
+}
+
+func (e *endpoint) closeListener() {
+	e.mu.Lock()
+	e.closeListenerLocked()
+	e.mu.Unlock()
+	e.wq.Notify(waiter.EventHUp | waiter.ReadableEvents)
+}
+
+// closeListenerLocked stops listening: queued children are reset.
+func (e *endpoint) closeListenerLocked() {
+	l := e.lst
+	if l == nil || l.closed.Swap(true) {
+		return
+	}
+	e.p.listeners.remove(l.key, l)
+	e.p.listeners.remove(listenKey{netProto: header.IPv4ProtocolNumber, port: l.key.port}, l)
+	for _, child := range l.drain() {
+		l.release()
+		child.post(opAbort | opClose)
+		child.mu.Lock()
+		child.closed = true
+		child.mu.Unlock()
+		child.appDone()
+	}
+}
+
+// handleEvents runs an endpoint's coalesced application events on its
+// shard.
+func (sh *shard) handleEvents(now monotime.Time, e *endpoint) {
+	ops := e.pending.Swap(0)
+	if ops&opConnect != 0 {
+		sh.startConnect(now, e)
+	}
+	c := e.c
+	if c == nil || c.dead {
+		return
+	}
+	if ops&opAbort != 0 {
+		switch c.state {
+		case StateSynRecv, StateEstablished, StateFinWait1, StateFinWait2, StateCloseWait:
+			sh.sendReset(now, c)
+			if estab(c.state) {
+				sh.stats.EstablishedResets++
+			}
+		}
+		c.appGone = ops&opClose != 0
+		if c.appGone {
+			sh.setState(c, StateClose)
+			sh.destroy(c)
+		} else {
+			sh.fail(c, &tcpip.ErrConnectionAborted{})
+		}
+		return
+	}
+	if ops&(opShutWr|opClose) != 0 && !c.finQ {
+		switch c.state {
+		case StateSynSent:
+			sh.setState(c, StateClose)
+			sh.destroy(c)
+			return
+		case StateEstablished, StateSynRecv:
+			c.finQ = true
+			sh.setState(c, StateFinWait1)
+		case StateCloseWait:
+			c.finQ = true
+			sh.setState(c, StateLastAck)
+		}
+	}
+	if ops&opClose != 0 {
+		c.appGone = true
+		if c.state == StateFinWait2 && c.closeAt == 0 {
+			c.closeAt = now.Add(sh.p.options().lingerTimeout)
+		}
+	}
+	if ops&opRead != 0 && c.wantWindowUpdate() {
+		c.ackNow = true
+	}
+	c.wake(sh)
+}
+
+// startConnect installs an active open's TCB and sends the SYN (RFC 9293
+// §3.10.1 OPEN in CLOSED, active).
+func (sh *shard) startConnect(now monotime.Time, e *endpoint) {
+	c := e.c
+	if c == nil {
+		return
+	}
+	if old := sh.flows[c.id]; old != nil {
+		// The 4-tuple is still in use (e.g. TIME-WAIT).
+		c.route.Release()
+		c.route = nil
+		e.c = nil
+		e.fail(&tcpip.ErrPortInUse{}, StateError)
+		e.wq.Notify(waiter.EventHUp | waiter.EventErr | waiter.ReadableEvents | waiter.WritableEvents)
+		e.shardDone()
+		return
+	}
+	o := sh.p.options()
+	c.state = StateSynSent
+	c.rtt = newRTT(o)
+	c.iss = sh.p.sec.isn(c.id, now)
+	c.sndUna = c.iss
+	c.sndNxt = c.iss + 1
+	c.sndMax = c.sndNxt
+	c.sndBase = c.iss + 1
+	c.tsOK = true // offered; kept only if the SYN-ACK echoes it
+	c.tsOffset = sh.p.sec.tsOffset(c.id)
+	c.rcvWS = windowShift(e.rcvBufSize())
+	c.mss = c.localMSS()
+	c.cc.Init(c.mss)
+	c.rttTiming, c.rttStart = true, now
+	sh.flows[c.id] = c
+	sh.sendSYN(now, c)
+	c.rtoAt = now.Add(c.rtt.RTO())
+	c.wake(sh)
+	_ = seqnum.Value(0)
+}

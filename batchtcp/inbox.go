@@ -1,0 +1,87 @@
+package batchtcp
+
+import (
+	"sync"
+
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// inSeg is one inbound segment queued for a shard: the packet (a reference
+// the shard releases) and its flow.
+type inSeg struct {
+	pkt  *stack.PacketBuffer
+	id   stack.TransportEndpointID
+	hash uint32
+}
+
+// inbox is a shard's input: segments from link goroutines and endpoints with
+// pending application events. Producers append under the shard's own mutex
+// (never a lock shared between shards); the shard swaps whole slices out, so
+// it takes the lock once per batch, not once per segment. Both slices are
+// double-buffered and reused: steady state allocates nothing.
+type inbox struct {
+	mu   sync.Mutex
+	segs []inSeg
+	eps  []*endpoint
+	// wake has one slot: a send that finds it full is dropped, since the
+	// shard is already due to run.
+	wake chan struct{}
+}
+
+func (b *inbox) init() {
+	b.wake = make(chan struct{}, 1)
+	b.segs = make([]inSeg, 0, maxBatch)
+}
+
+func (b *inbox) signal() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pushSeg queues a segment; false if the inbox is full (the caller drops).
+func (b *inbox) pushSeg(s inSeg) bool {
+	b.mu.Lock()
+	if len(b.segs) >= inboxLimit {
+		b.mu.Unlock()
+		return false
+	}
+	first := len(b.segs) == 0 && len(b.eps) == 0
+	b.segs = append(b.segs, s)
+	b.mu.Unlock()
+	if first {
+		b.signal()
+	}
+	return true
+}
+
+// pushEP queues an endpoint whose pending-event bits went from zero to
+// non-zero; the endpoint coalesces further events until the shard runs.
+func (b *inbox) pushEP(e *endpoint) {
+	b.mu.Lock()
+	first := len(b.segs) == 0 && len(b.eps) == 0
+	b.eps = append(b.eps, e)
+	b.mu.Unlock()
+	if first {
+		b.signal()
+	}
+}
+
+// take swaps the queued work into the caller's (empty) slices and returns
+// them filled.
+func (b *inbox) take(segs []inSeg, eps []*endpoint) ([]inSeg, []*endpoint) {
+	b.mu.Lock()
+	segs, b.segs = b.segs, segs[:0]
+	eps, b.eps = b.eps, eps[:0]
+	b.mu.Unlock()
+	return segs, eps
+}
+
+// empty reports whether nothing is queued.
+func (b *inbox) empty() bool {
+	b.mu.Lock()
+	e := len(b.segs) == 0 && len(b.eps) == 0
+	b.mu.Unlock()
+	return e
+}

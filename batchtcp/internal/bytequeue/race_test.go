@@ -1,0 +1,5 @@
+//go:build race
+
+package bytequeue
+
+const raceEnabled = true
