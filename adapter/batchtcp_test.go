@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -36,11 +35,7 @@ func TestBatchTCPStackBuilds(t *testing.T) {
 }
 
 // TestEchoBatchTCPToGVisor dials from a batchtcp stack to a gVisor one.
-// Gated until batchtcp's endpoints land; remove the gate then.
 func TestEchoBatchTCPToGVisor(t *testing.T) {
-	if os.Getenv("XDPTCP_INTEROP") == "" {
-		t.Skip("set XDPTCP_INTEROP=1 to run (batchtcp in progress)")
-	}
 	sa, sb, err := NewPair(memlink.Options{}, []Option{WithShards(2)}, gvisor())
 	if err != nil {
 		t.Fatal(err)

@@ -67,7 +67,6 @@ type conn struct {
 	rttSeq    seqnum.Value
 	rttStart  monotime.Time
 	backoffs  int
-	retrans   bool // sndNxt was rewound: data below sndMax is resent
 	cc        congestion.Controller
 	lastSend  monotime.Time
 	dupAcks   int
@@ -117,34 +116,12 @@ func (c *conn) rcvWnd() seqnum.Size {
 	return c.rcvNxt.Size(c.rcvAdv)
 }
 
-// unsent is the number of queued data octets not yet sent.
-func (c *conn) unsent() int {
-	if c.ep == nil {
-		return 0
-	}
-	sent := int(c.sndBase.Size(c.sndNxt))
-	if c.finSent {
-		sent--
-	}
-	n := c.ep.sndq.Len() - sent
-	if n < 0 {
-		return 0
-	}
-	return n
-}
-
 // wake marks the conn for the end-of-batch output pass.
 func (c *conn) wake(sh *shard) {
 	if !c.dirty {
 		c.dirty = true
 		sh.dirty = append(sh.dirty, c)
 	}
-}
-
-// notifyApp records waiter events to deliver at the end of the batch.
-func (c *conn) notifyApp(sh *shard, m waiter.EventMask) {
-	c.notify |= m
-	c.wake(sh)
 }
 
 // tsVal is our timestamp clock: milliseconds plus the per-connection offset

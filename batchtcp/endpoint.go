@@ -13,7 +13,6 @@ import (
 	"gvisor.dev/gvisor/pkg/waiter"
 
 	"github.com/xdptcp/xdptcp/batchtcp/internal/bytequeue"
-	"github.com/xdptcp/xdptcp/batchtcp/internal/monotime"
 )
 
 // Pending-event bits an application sets for its shard. They coalesce: an
@@ -378,6 +377,3 @@ func netProtoOf(addr tcpip.Address, def tcpip.NetworkProtocolNumber) tcpip.Netwo
 	}
 	return def
 }
-
-// nowMono reads the stack clock.
-func (e *endpoint) nowMono() monotime.Time { return monotime.Now(e.p.stack.Clock()) }

@@ -77,11 +77,3 @@ func (b *inbox) take(segs []inSeg, eps []*endpoint) ([]inSeg, []*endpoint) {
 	b.mu.Unlock()
 	return segs, eps
 }
-
-// empty reports whether nothing is queued.
-func (b *inbox) empty() bool {
-	b.mu.Lock()
-	e := len(b.segs) == 0 && len(b.eps) == 0
-	b.mu.Unlock()
-	return e
-}

@@ -59,7 +59,7 @@ func Factory(cfg Config) stack.TransportProtocolFactory {
 
 // opts are the protocol options, read by shards on connection set-up.
 type opts struct {
-	sndBuf, rcvBuf   tcpip.TCPSendBufferSizeRangeOption
+	sndBuf           tcpip.TCPSendBufferSizeRangeOption
 	rcvBufRange      tcpip.TCPReceiveBufferSizeRangeOption
 	delay            bool
 	sack             bool

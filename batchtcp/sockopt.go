@@ -15,12 +15,12 @@ func newCC() congestion.Controller { return congestion.NewNewReno() }
 // clamping from the protocol's ranges, as gVisor's TCP does.
 func (p *Protocol) sendBufferLimits(tcpip.StackHandler) tcpip.SendBufferSizeOption {
 	o := p.options().sndBuf
-	return tcpip.SendBufferSizeOption{Min: o.Min, Default: o.Default, Max: o.Max}
+	return tcpip.SendBufferSizeOption(o)
 }
 
 func (p *Protocol) receiveBufferLimits(tcpip.StackHandler) tcpip.ReceiveBufferSizeOption {
 	o := p.options().rcvBufRange
-	return tcpip.ReceiveBufferSizeOption{Min: o.Min, Default: o.Default, Max: o.Max}
+	return tcpip.ReceiveBufferSizeOption(o)
 }
 
 // OnReuseAddressSet implements tcpip.SocketOptionsHandler.

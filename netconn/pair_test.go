@@ -2,7 +2,6 @@ package netconn
 
 import (
 	"net/netip"
-	"os"
 	"testing"
 
 	"github.com/xdptcp/xdptcp/adapter"
@@ -36,11 +35,8 @@ type transport struct {
 	newPair func(t testing.TB) *pair
 }
 
-// batchTCPEnv gates the batchtcp runs until batchtcp is complete.
-const batchTCPEnv = "XDPTCP_NETCONN_BATCHTCP"
-
-// transports lists the TCPs to run the suite over; batchtcp runs only
-// with batchTCPEnv=1 until batchtcp is complete.
+// transports lists the TCPs to run the suite over: ours and gVisor's, so
+// every difference between them shows.
 func transports() []transport {
 	return []transport{
 		{"gvisor", func(t testing.TB) *pair { return newAdapterPair(t, adapter.GVisorTCP) }},
@@ -52,9 +48,6 @@ func transports() []transport {
 func forEachTransport(t *testing.T, f func(t *testing.T, newPair func(testing.TB) *pair)) {
 	for _, tr := range transports() {
 		t.Run(tr.name, func(t *testing.T) {
-			if tr.name == "batchtcp" && os.Getenv(batchTCPEnv) != "1" {
-				t.Skipf("set %s=1 to run over batchtcp", batchTCPEnv)
-			}
 			f(t, tr.newPair)
 		})
 	}
