@@ -187,13 +187,13 @@ func TestManualClockStack(t *testing.T) {
 	clk := faketime.NewManualClock()
 	a, b := memlink.Pair(memlink.Options{})
 	defer b.Close()
-	p4, p6 := netip.MustParsePrefix("192.168.7.2/24"), netip.MustParsePrefix("2001:db8::2/64")
+	p4, p6 := netip.MustParsePrefix("198.19.7.2/24"), netip.MustParsePrefix("2001:db8::2/64")
 	st, err := New(a,
 		WithTransport(GVisorTCP),
 		WithClock(clk),
 		WithAddress(p4), WithAddress(p6),
-		WithRoute(netip.MustParsePrefix("0.0.0.0/0"), netip.MustParseAddr("192.168.7.1")),
-		WithRoute(netip.MustParsePrefix("192.168.7.0/24"), netip.Addr{}),
+		WithRoute(netip.MustParsePrefix("0.0.0.0/0"), netip.MustParseAddr("198.19.7.1")),
+		WithRoute(netip.MustParsePrefix("198.19.7.0/24"), netip.Addr{}),
 		WithSendBufferSize(64<<10), WithReceiveBufferSize(8<<20),
 		WithTimeWait(time.Second),
 	)
@@ -211,7 +211,7 @@ func TestManualClockStack(t *testing.T) {
 		t.Error("clock not installed")
 	}
 	rt := st.Stack().GetRouteTable()
-	if len(rt) != 2 || rt[1].Gateway != tcpip.AddrFrom4([4]byte{192, 168, 7, 1}) || rt[1].Destination.Prefix() != 0 || rt[0].Gateway.Len() != 0 {
+	if len(rt) != 2 || rt[1].Gateway != tcpip.AddrFrom4([4]byte{198, 19, 7, 1}) || rt[1].Destination.Prefix() != 0 || rt[0].Gateway.Len() != 0 {
 		t.Errorf("routes %v", rt)
 	}
 	var snd tcpip.TCPSendBufferSizeRangeOption
@@ -240,7 +240,7 @@ func TestDefaultRoutesPerSubnet(t *testing.T) {
 	}
 	got := []string{rt[0].Destination.String(), rt[1].Destination.String()}
 	slices.Sort(got)
-	if got[0] != "10.0.0.0/24" || got[1] != "fd00::/64" {
+	if got[0] != "198.18.0.0/24" || got[1] != "fd00::/64" {
 		t.Errorf("routes %v", rt)
 	}
 }
@@ -258,8 +258,8 @@ func TestOptionErrors(t *testing.T) {
 		{"negative time-wait", []Option{WithTimeWait(-time.Second)}},
 		{"invalid prefix", []Option{WithAddress(netip.Prefix{})}},
 		{"unspecified address", []Option{WithAddress(netip.MustParsePrefix("0.0.0.0/0"))}},
-		{"prefix too long", []Option{WithAddress(netip.PrefixFrom(netip.MustParseAddr("10.0.0.1"), 33))}},
-		{"mapped address", []Option{WithAddress(netip.MustParsePrefix("::ffff:10.0.0.1/120"))}},
+		{"prefix too long", []Option{WithAddress(netip.PrefixFrom(netip.MustParseAddr("198.18.0.1"), 33))}},
+		{"mapped address", []Option{WithAddress(netip.MustParsePrefix("::ffff:198.18.0.1/120"))}},
 		{"bad route", []Option{WithRoute(netip.Prefix{}, netip.Addr{})}},
 		{"gateway family", []Option{WithRoute(netip.MustParsePrefix("10.0.0.0/8"), netip.MustParseAddr("fd00::1"))}},
 		{"nil clock", []Option{WithClock(nil)}},

@@ -8,8 +8,8 @@ import (
 
 // Addresses NewPair gives a side whose options add none.
 var (
-	DefaultPairAddrsA = []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24"), netip.MustParsePrefix("fd00::1/64")}
-	DefaultPairAddrsB = []netip.Prefix{netip.MustParsePrefix("10.0.0.2/24"), netip.MustParsePrefix("fd00::2/64")}
+	DefaultPairAddrsA = []netip.Prefix{netip.MustParsePrefix("198.18.0.1/24"), netip.MustParsePrefix("fd00::1/64")}
+	DefaultPairAddrsB = []netip.Prefix{netip.MustParsePrefix("198.18.0.2/24"), netip.MustParsePrefix("fd00::2/64")}
 )
 
 // NewPair builds two stacks joined by a link/memlink pair. A side given no

@@ -17,6 +17,7 @@ import (
 // owned by the conn's shard goroutine; the application reaches it only
 // through its endpoint's byte queues, atomics and event bits.
 type conn struct {
+	owner    *shard    // the one shard allowed to touch this conn
 	ep       *endpoint // nil for a child still in SYN-RECEIVED
 	listener *listener // parent of a passive open until accepted
 	id       stack.TransportEndpointID

@@ -314,6 +314,9 @@ func (sh *shard) handleEvents(now monotime.Time, e *endpoint) {
 	if c == nil || c.dead {
 		return
 	}
+	if c.owner != sh {
+		sh.stats.OwnershipViolations++
+	}
 	if ops&opAbort != 0 {
 		switch c.state {
 		case StateSynRecv, StateEstablished, StateFinWait1, StateFinWait2, StateCloseWait:
@@ -388,6 +391,7 @@ func (sh *shard) startConnect(now monotime.Time, e *endpoint) {
 	c.mss = c.localMSS()
 	c.cc.Init(c.mss)
 	c.rttTiming, c.rttStart = true, now
+	c.owner = sh
 	sh.flows[c.id] = c
 	sh.sendSYN(now, c)
 	c.rtoAt = now.Add(c.rtt.RTO())

@@ -23,6 +23,8 @@ type inbox struct {
 	mu   sync.Mutex
 	segs []inSeg
 	eps  []*endpoint
+	// fns are control requests run on the shard (snapshots, shutdown).
+	fns []func(*shard)
 	// wake has one slot: a send that finds it full is dropped, since the
 	// shard is already due to run.
 	wake chan struct{}
@@ -66,6 +68,23 @@ func (b *inbox) pushEP(e *endpoint) {
 	if first {
 		b.signal()
 	}
+}
+
+// pushFn queues f to run on the shard goroutine.
+func (b *inbox) pushFn(f func(*shard)) {
+	b.mu.Lock()
+	b.fns = append(b.fns, f)
+	b.mu.Unlock()
+	b.signal()
+}
+
+// takeFns returns queued control requests.
+func (b *inbox) takeFns() []func(*shard) {
+	b.mu.Lock()
+	f := b.fns
+	b.fns = nil
+	b.mu.Unlock()
+	return f
 }
 
 // take swaps the queued work into the caller's (empty) slices and returns

@@ -36,6 +36,9 @@ func (sh *shard) handleSegment(now monotime.Time, in *inSeg) {
 		}
 		return
 	}
+	if c.owner != sh {
+		sh.stats.OwnershipViolations++
+	}
 	if c.state == StateSynSent {
 		sh.synSentInput(now, c, s)
 	} else {
@@ -104,6 +107,7 @@ func (sh *shard) listenInput(now monotime.Time, l *listener, s *segment, hash ui
 	c.negotiate(now, s, sh.p.sec.tsOffset(c.id), int(lep.ops.GetReceiveBufferSize()), true)
 	c.sndWnd = seqnum.Size(s.wnd) // RFC 7323 §2.2: a SYN's window is never scaled.
 	c.sndWL1, c.sndWL2 = s.seq, c.iss
+	c.owner = sh
 	sh.flows[c.id] = c
 	sh.sendSYN(now, c)
 	c.rtoAt = now.Add(c.rtt.RTO())

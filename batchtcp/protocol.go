@@ -187,6 +187,7 @@ func (p *Protocol) Stats() Stats {
 		st.ZeroWindowProbes += c.ZeroWindowProbes
 		st.KeepalivesSent += c.KeepalivesSent
 		st.Retransmits += c.Retransmits
+		st.OwnershipViolations += c.OwnershipViolations
 		st.PerShardSegments = append(st.PerShardSegments, c.BatchSegments)
 		st.PerShardConns = append(st.PerShardConns, conns)
 	}
@@ -398,4 +399,39 @@ func (p *Protocol) Option(option tcpip.GettableTransportProtocolOption) tcpip.Er
 		return &tcpip.ErrUnknownProtocolOption{}
 	}
 	return nil
+}
+
+// FlowInfo describes one connection a shard owns.
+type FlowInfo struct {
+	ID    stack.TransportEndpointID
+	State State
+	Shard int
+}
+
+// Flows asks every shard, through its own queue, for the connections it
+// owns. It is for tests and diagnostics: each shard answers from its own
+// goroutine, so no other goroutine ever reads a flow table.
+func (p *Protocol) Flows() [][]FlowInfo {
+	out := make([][]FlowInfo, len(p.shards))
+	var wg sync.WaitGroup
+	for i, sh := range p.shards {
+		wg.Add(1)
+		res := make(chan []FlowInfo, 1)
+		sh.in.pushFn(func(sh *shard) {
+			var fl []FlowInfo
+			for id, c := range sh.flows {
+				fl = append(fl, FlowInfo{ID: id, State: c.state, Shard: c.owner.idx})
+			}
+			res <- fl
+		})
+		go func() {
+			defer wg.Done()
+			select {
+			case out[i] = <-res:
+			case <-sh.done:
+			}
+		}()
+	}
+	wg.Wait()
+	return out
 }

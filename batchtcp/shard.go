@@ -77,6 +77,9 @@ func (sh *shard) run() {
 			sh.shutdown()
 			return
 		}
+		for _, f := range sh.in.takeFns() {
+			f(sh)
+		}
 		for {
 			sh.segs, sh.eps = sh.in.take(sh.segs, sh.eps)
 			if len(sh.segs) == 0 && len(sh.eps) == 0 {

@@ -40,6 +40,9 @@ type shardStats struct {
 	BatchSegments    uint64 // segments processed in those batches
 	ZeroWindowProbes uint64
 	KeepalivesSent   uint64
+	// OwnershipViolations counts a conn reached by a shard other than the
+	// one that owns it: always zero by construction, checked in tests.
+	OwnershipViolations uint64
 }
 
 // publish adds cur-prev to the stack's counters and copies cur into prev.
@@ -96,6 +99,8 @@ type Stats struct {
 	ZeroWindowProbes uint64
 	KeepalivesSent   uint64
 	Retransmits      uint64
+	// OwnershipViolations must stay zero (see shardStats).
+	OwnershipViolations uint64
 	// PerShardSegments is the number of segments each shard processed.
 	PerShardSegments []uint64
 	// PerShardConns is the number of connections each shard holds.

@@ -12,6 +12,9 @@ func (sh *shard) onTimer(now monotime.Time, c *conn) {
 	if c.dead {
 		return
 	}
+	if c.owner != sh {
+		sh.stats.OwnershipViolations++
+	}
 	if c.closeAt != 0 && c.closeAt <= now {
 		// TIME-WAIT's 2 MSL (RFC 9293 §3.10.7.4) or an orphaned
 		// FIN-WAIT-2's limit has passed.
