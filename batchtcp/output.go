@@ -281,7 +281,7 @@ func (sh *shard) write(r *stack.Route, hash uint32, h *wire.Header, o *wire.Opti
 		xsum = checksum.Combine(xsum, pkt.Data().Checksum())
 		wire.SetChecksum(b, ^header.TCP(b).CalculateChecksum(xsum))
 	}
-	if err := r.WritePacket(stack.NetworkHeaderParams{Protocol: ProtocolNumber, TTL: r.DefaultTTL(), TOS: 0}, pkt); err != nil {
+	if err := r.WritePacket(stack.NetworkHeaderParams{Protocol: ProtocolNumber, TTL: r.DefaultTTL(), TOS: 0, DF: true}, pkt); err != nil {
 		sh.stats.SegmentSendErrors++
 		return
 	}

@@ -25,7 +25,8 @@ type TCPConn struct {
 	rd, wd deadline
 
 	readMu sync.Mutex
-	rw     eventWaiter // guarded by readMu
+	rw     eventWaiter       // guarded by readMu
+	sw     tcpip.SliceWriter // guarded by readMu
 
 	writeMu sync.Mutex
 	ww      eventWaiter // guarded by writeMu
@@ -72,8 +73,11 @@ func (c *TCPConn) Read(b []byte) (int, error) {
 	}
 	defer c.rw.unregister()
 	for {
-		w := tcpip.SliceWriter(b)
-		res, err := c.ep.Read(&w, tcpip.ReadOptions{})
+		// c.sw is reused (under readMu): a fresh writer would escape to
+		// the heap on every Read.
+		c.sw = tcpip.SliceWriter(b)
+		res, err := c.ep.Read(&c.sw, tcpip.ReadOptions{})
+		c.sw = nil
 		switch err.(type) {
 		case nil:
 			return res.Count, nil
