@@ -284,6 +284,20 @@ func (sh *shard) input(now monotime.Time, c *conn, s *segment) {
 			return
 		}
 	}
+	// SYN-RECEIVED and a SYN at IRS, which the acceptability test would
+	// reject (it lies just left of RCV.NXT). Alone it is a retransmitted
+	// SYN: our SYN-ACK was lost, so resend it (as Linux and gVisor). With
+	// an ACK on an active open it is the peer's SYN-ACK of a simultaneous
+	// open (RFC 9293 §3.5 Figure 8 line 6; Linux tcp_validate_incoming):
+	// drop the SYN and go on to the ACK.
+	if c.state == StateSynRecv && s.has(wire.FlagSYN) && !s.has(wire.FlagRST) && s.seq == c.irs {
+		if !s.has(wire.FlagACK) || !c.active {
+			sh.sendSYN(now, c)
+			return
+		}
+		s.flags &^= wire.FlagSYN
+		s.seq++
+	}
 	// First: sequence number.
 	if !c.acceptable(s) {
 		sh.stats.OutOfWindowDrops++
@@ -321,10 +335,6 @@ func (sh *shard) input(now monotime.Time, c *conn, s *segment) {
 	}
 	// Fourth: SYN (RFC 5961 §4: challenge ACK in any synchronized state).
 	if s.has(wire.FlagSYN) {
-		if c.state == StateSynRecv && s.seq == c.irs {
-			sh.sendSYN(now, c) // our SYN-ACK was lost
-			return
-		}
 		if sh.challengeOK(now) {
 			c.ackNow = true
 			c.wake(sh)
@@ -460,10 +470,19 @@ func (sh *shard) processACK(now monotime.Time, c *conn, s *segment) bool {
 func (sh *shard) newAck(now monotime.Time, c *conn, s *segment, ack seqnum.Value) {
 	flight := c.inFlight()
 	acked := int(c.sndUna.Size(ack))
-	// Data octets acknowledged: those in [sndBase, ack) less the FIN.
+	// Data octets acknowledged: those in [sndBase, ack) up to the end of
+	// the queue; the one octet beyond it is our FIN (even if an RTO had
+	// rewound SND.NXT below it and the ACK for it arrived late).
 	dataEnd := ack
-	if c.finSent && ack == c.finSeq+1 {
-		dataEnd = c.finSeq
+	if c.ep != nil {
+		if q := c.sndBase.Add(seqnum.Size(c.ep.sndq.Len())); q.LessThan(ack) {
+			dataEnd = q
+			if c.finQ {
+				c.finSent, c.finSeq = true, q
+			}
+		}
+	} else {
+		dataEnd = c.sndBase
 	}
 	if c.sndBase.LessThan(dataEnd) && c.ep != nil {
 		n := int(c.sndBase.Size(dataEnd))

@@ -147,7 +147,9 @@ func (c *conn) wantWindowUpdate() bool {
 	if c.ep == nil || !c.state.synchronized() || c.finRcvd {
 		return false
 	}
-	free := c.ep.rcvq.Free()
+	// The window field cannot say more than 65535 << shift (RFC 7323
+	// §2.3): room beyond that is no update to announce.
+	free := min(c.ep.rcvq.Free(), 0xffff<<c.rcvWS)
 	cur := int(c.rcvWnd())
 	thresh := min(c.ep.rcvq.Limit()/2, 2*c.mss)
 	return free-cur >= thresh
@@ -205,6 +207,9 @@ func (sh *shard) sendSYN(now monotime.Time, c *conn) {
 		o.TSEcr = c.tsRecent
 	}
 	sh.emit(c, flags, c.iss, &o, 0, 0, c.synWindow())
+	if flags&wire.FlagACK != 0 {
+		c.lastAckSent = c.rcvNxt // RFC 7323 §4.3 Last.ACK.sent
+	}
 	c.lastSend = now
 }
 

@@ -134,6 +134,14 @@ func (sh *shard) onKeepalive(now monotime.Time, c *conn) {
 	if c.ep == nil || !c.ep.ops.GetKeepAlive() {
 		return
 	}
+	// RFC 1122 §4.2.3.6: probe only after the idle time without a
+	// segment. One received since the deadline was set (it reset
+	// kaProbes without re-arming) pushes it back, as Linux's
+	// tcp_keepalive_timer does.
+	if at := c.lastRcv.Add(c.ep.kaIdle()); c.kaProbes == 0 && now < at {
+		c.kaAt = at
+		return
+	}
 	if c.kaProbes >= c.ep.kaCount() {
 		sh.stats.EstablishedTimedout++
 		sh.fail(c, &tcpip.ErrTimeout{})
