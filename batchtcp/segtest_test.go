@@ -235,7 +235,7 @@ func (h *harness) parse(b []byte) (seg, bool) {
 		tcp = b[ip.HeaderLength():ip.TotalLength()]
 	default:
 		ip := header.IPv6(b)
-		if !ip.IsValid(len(b)) || ip.TransportProtocol() != header.TCPProtocolNumber {
+		if !ip.IsValid(len(b)) || tcpip.TransportProtocolNumber(ip.NextHeader()) != header.TCPProtocolNumber {
 			return seg{}, false
 		}
 		tcp = b[header.IPv6MinimumSize : header.IPv6MinimumSize+int(ip.PayloadLength())]

@@ -78,8 +78,12 @@ func openConns(t *testing.T, sa, sb *adapter.Stack, n int) func() {
 			}
 			msg := []byte(fmt.Sprintf("flow %d", i))
 			buf := make([]byte, len(msg))
-			if _, err := c.Write(msg); err == nil {
+			_, err = c.Write(msg)
+			if err == nil {
 				_, err = io.ReadFull(c, buf)
+			}
+			if err == nil && string(buf) != string(msg) {
+				err = fmt.Errorf("echo %q, want %q", buf, msg)
 			}
 			if err != nil {
 				errc <- err
