@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/header/parse"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -237,13 +238,18 @@ func (*Protocol) Parse(pkt *stack.PacketBuffer) bool { return parse.TCP(pkt) }
 // its flow. The checksum is verified on the delivering goroutine, so work is
 // spread over RX queues and a corrupt segment is reported Malformed.
 func (p *Protocol) HandleUnknownDestinationPacket(id stack.TransportEndpointID, pkt *stack.PacketBuffer) stack.UnknownDestinationPacketDisposition {
-	hdr := header.TCP(pkt.TransportHeader().Slice())
-	if len(hdr) < header.TCPMinimumSize {
+	hdr := pkt.TransportHeader().Slice()
+	// RFC 9293 §3.1: the data offset must cover the header and fit in
+	// what was received (parse.TCP leaves a bad offset to us).
+	if len(hdr) < header.TCPMinimumSize || int(hdr[12]>>4)*4 != len(hdr) {
+		p.stack.Stats().TCP.InvalidSegmentsReceived.Increment()
 		return stack.UnknownDestinationPacketMalformed
 	}
 	if !pkt.RXChecksumValidated {
-		payloadLen := uint16(pkt.Data().Size())
-		if !hdr.IsChecksumValid(id.RemoteAddress, id.LocalAddress, pkt.Data().Checksum(), payloadLen) {
+		n := len(hdr) + pkt.Data().Size()
+		xsum := header.PseudoHeaderChecksum(ProtocolNumber, id.RemoteAddress, id.LocalAddress, uint16(n))
+		xsum = checksum.Combine(checksum.Checksum(hdr, xsum), pkt.Data().Checksum())
+		if xsum != 0xffff {
 			p.stack.Stats().TCP.ChecksumErrors.Increment()
 			p.stack.Stats().TCP.InvalidSegmentsReceived.Increment()
 			return stack.UnknownDestinationPacketMalformed
