@@ -54,3 +54,39 @@ func (f *flowHasher) hashID(id stack.TransportEndpointID) uint32 {
 
 // shardOf returns the shard index of a hash.
 func (f *flowHasher) shardOf(h uint32) int { return int(h % f.shards) }
+
+// SteerIP returns the shard of a TCP segment given as an IPv4 or IPv6
+// packet (no link header): the function a multi-queue link calls to hand
+// each frame to the shard that owns its flow. ok is false for anything
+// that is not TCP or is too short (IPv6 extension headers are not
+// followed; such frames go to any shard, which is still correct because
+// the stack re-hashes every segment).
+func (p *Protocol) SteerIP(pkt []byte) (shard int, ok bool) {
+	if len(pkt) < 1 {
+		return 0, false
+	}
+	var src, dst tcpip.Address
+	var l4 []byte
+	switch pkt[0] >> 4 {
+	case 4:
+		ihl := int(pkt[0]&0xf) * 4
+		if ihl < 20 || len(pkt) < ihl+4 || pkt[9] != 6 {
+			return 0, false
+		}
+		src = tcpip.AddrFrom4Slice(pkt[12:16])
+		dst = tcpip.AddrFrom4Slice(pkt[16:20])
+		l4 = pkt[ihl:]
+	case 6:
+		if len(pkt) < 44 || pkt[6] != 6 {
+			return 0, false
+		}
+		src = tcpip.AddrFrom16Slice(pkt[8:24])
+		dst = tcpip.AddrFrom16Slice(pkt[24:40])
+		l4 = pkt[40:]
+	default:
+		return 0, false
+	}
+	sp := uint16(l4[0])<<8 | uint16(l4[1])
+	dp := uint16(l4[2])<<8 | uint16(l4[3])
+	return p.FlowShard(src, sp, dst, dp), true
+}
