@@ -543,9 +543,12 @@ func (sh *shard) receiveData(now monotime.Time, c *conn, seq seqnum.Value, data 
 		return
 	}
 	if seq != c.rcvNxt {
-		// Out of order: keep it, ACK at once (RFC 5681 §4.2).
+		// Out of order: keep it and send a duplicate ACK now, one per
+		// segment (RFC 5681 §4.2). Deliberately not coalesced with the
+		// batch's other ACKs: without SACK, the sender counts duplicate
+		// ACKs to detect the loss (§3.2 fast retransmit).
 		c.reasm.Insert(seq, data)
-		c.ackNow = true
+		sh.sendACK(now, c)
 		c.wake(sh)
 		return
 	}

@@ -3,7 +3,6 @@ package interop
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -22,10 +21,10 @@ import (
 	"github.com/xdptcp/xdptcp/netconn"
 )
 
-// Addresses of the two sides (adapter's pair defaults).
+// Addresses of the two sides: 198.18.0.0/15 (benchmarking), as adapter's pair defaults.
 var (
-	clientAddr = netip.MustParseAddr("10.0.0.1")
-	serverAddr = netip.MustParseAddr("10.0.0.2")
+	clientAddr = netip.MustParseAddr("198.18.0.1")
+	serverAddr = netip.MustParseAddr("198.18.0.2")
 )
 
 // pairing is which TCP each side runs.
@@ -60,6 +59,7 @@ type env struct {
 }
 
 type envOpts struct {
+	link  memlink.Options
 	fault *fault.Config
 	// staticNeighbors pre-populates both neighbor caches, so a test whose
 	// link drops everything fails in TCP, not in ARP.
@@ -70,7 +70,7 @@ type envOpts struct {
 // newEnv builds the pair; t.Cleanup closes both stacks.
 func newEnv(t testing.TB, pr pairing, o envOpts) *env {
 	t.Helper()
-	la, lb := memlink.Pair(memlink.Options{})
+	la, lb := memlink.Pair(o.link)
 	e := &env{pr: pr}
 	if o.fault != nil {
 		e.fault = fault.New(la, *o.fault)
@@ -265,10 +265,4 @@ func transfer(t *testing.T, src, dst *netconn.TCPConn, seed uint64, n int64, lim
 	if sent.n != n || r.d != sent {
 		t.Fatalf("received %v, sent %v", r.d, sent)
 	}
-}
-
-// isTimeout reports whether err is a deadline error, for messages.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
