@@ -61,7 +61,7 @@ func (sh *shard) sendData(now monotime.Time, c *conn) bool {
 	nagle := c.ep.ops.GetDelayOption()
 	dataEnd := c.sndBase.Add(seqnum.Size(c.ep.sndq.Len()))
 	for c.sndNxt.LessThan(dataEnd) {
-		wnd := min(int(c.sndWnd), c.cc.Window())
+		wnd := min(int(c.sndWnd), c.cc.Window()+c.limitedTransmit())
 		usable := wnd - c.inFlight()
 		remaining := int(c.sndNxt.Size(dataEnd))
 		n := min(c.mss, remaining, usable)
@@ -127,6 +127,16 @@ func (sh *shard) sendData(now monotime.Time, c *conn) bool {
 	return sent
 }
 
+// limitedTransmit is RFC 3042 §2: on the first two duplicate ACKs, up to
+// two new segments beyond cwnd, so that a small window still produces the
+// three duplicate ACKs fast retransmit needs.
+func (c *conn) limitedTransmit() int {
+	if c.cc.State() != congestion.Disorder {
+		return 0
+	}
+	return min(c.dupAcks, 2) * c.mss
+}
+
 func pshIf(b bool) uint8 {
 	if b {
 		return wire.FlagPSH
@@ -158,14 +168,17 @@ func (c *conn) wantWindowUpdate() bool {
 // advertise computes the window field, never moving the right edge left
 // (RFC 9293 §3.8.6.2.2) and avoiding receiver SWS.
 func (c *conn) advertise() uint16 {
-	free := 0
+	cur := int(c.rcvWnd()) // RCV.WND as last offered, less what arrived
+	free := cur
 	if c.ep != nil {
-		free = c.ep.rcvq.Free()
-		if free < min(c.ep.rcvq.Limit()/2, c.mss) {
-			free = 0
+		free = min(c.ep.rcvq.Free(), 0xffff<<c.rcvWS)
+		// RFC 9293 §3.8.6.2.2 receiver SWS avoidance: move the right edge
+		// only by at least min(RCV.BUFF/2, Eff.snd.MSS). Between such
+		// moves the edge stays put, so successive ACKs (duplicate ACKs
+		// above all, RFC 5681 §2) carry the same window.
+		if free-cur < min(c.ep.rcvq.Limit()/2, c.mss) {
+			free = cur
 		}
-	} else {
-		free = int(c.rcvWnd())
 	}
 	edge := c.rcvNxt.Add(seqnum.Size(free))
 	if edge.LessThan(c.rcvAdv) {

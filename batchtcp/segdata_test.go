@@ -428,3 +428,34 @@ func TestDualStack(t *testing.T) {
 		})
 	}
 }
+
+// RFC 3042 limited transmit: with cwnd full, each of the first two
+// duplicate ACKs releases one new segment; the third triggers fast
+// retransmit of the first unacknowledged segment (RFC 5681 §3.2).
+func TestLimitedTransmitThenFastRetransmit(t *testing.T) {
+	c := established(t)
+	const mss = 1460
+	una := c.ack
+	c.write(payload(20*mss, 'l'))
+	for i := 0; i < 10; i++ { // IW10 (RFC 6928)
+		s := c.recv()
+		if s.seq != una+uint32(i*mss) || len(s.payload) != mss {
+			t.Fatalf("initial window segment %d: %v", i, s)
+		}
+	}
+	c.recvNothing()
+	for i := 0; i < 2; i++ {
+		c.send(fACK, nil) // duplicate: ack = SND.UNA, same window
+		s := c.recv()
+		if want := una + uint32((10+i)*mss); s.seq != want || len(s.payload) != mss {
+			t.Fatalf("duplicate ACK %d: got %v, want new data at %d", i+1, s, want)
+		}
+	}
+	c.send(fACK, nil)
+	if s := c.recv(); s.seq != una || len(s.payload) != mss {
+		t.Fatalf("third duplicate ACK: got %v, want a retransmission at %d", s, una)
+	}
+	if got := c.s.Stats().TCP.FastRetransmit.Value(); got != 1 {
+		t.Errorf("FastRetransmit = %d, want 1", got)
+	}
+}
