@@ -86,6 +86,7 @@ type conn struct {
 	kaAt      monotime.Time
 	closeAt   monotime.Time // TIME-WAIT or orphaned FIN-WAIT-2
 	persistN  int
+	probesOut int // zero-window probes sent since the peer last answered
 	kaProbes  int
 	lastRcv   monotime.Time
 	synTries  int

@@ -238,7 +238,7 @@ func (e *endpoint) maybeWindowUpdate() {
 // Write implements tcpip.Endpoint: it copies into the send queue and tells
 // the shard; partial writes are normal when the queue is nearly full.
 func (e *endpoint) Write(p tcpip.Payloader, opts tcpip.WriteOptions) (int64, tcpip.Error) {
-	if e.sndShut.Load() {
+	if e.sndShut.Load() && e.curState() != StateError {
 		return 0, &tcpip.ErrClosedForSend{}
 	}
 	switch s := e.curState(); s {

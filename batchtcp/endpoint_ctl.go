@@ -229,6 +229,11 @@ func (e *endpoint) Close() {
 	}
 	e.closed = true
 	s := e.curState()
+	if e.lst != nil {
+		// A listener, perhaps already CLOSED by Shutdown(ShutdownRead):
+		// no shard owns it either way, so release its port here.
+		s = StateListen
+	}
 	switch s {
 	case StateListen:
 		e.closeListenerLocked()
@@ -329,6 +334,10 @@ func (sh *shard) handleEvents(now monotime.Time, e *endpoint) {
 		if c.appGone {
 			sh.setState(c, StateClose)
 			sh.destroy(c)
+		} else if c.state == StateSynSent {
+			// shutdown(2) while connecting fails the handshake with
+			// ErrConnectionReset, as gVisor's Shutdown (handshakeFailed).
+			sh.fail(c, &tcpip.ErrConnectionReset{})
 		} else {
 			sh.fail(c, &tcpip.ErrConnectionAborted{})
 		}

@@ -30,7 +30,7 @@ func (sh *shard) handleSegment(now monotime.Time, in *inSeg) {
 	if c == nil {
 		l := sh.p.listeners.lookup(s.netProto, s.id.LocalAddress, s.id.LocalPort)
 		if l != nil {
-			sh.listenInput(now, l, s, in.hash)
+			sh.listenInput(now, l, s, in.hash, nil)
 		} else {
 			sh.closedInput(s)
 		}
@@ -44,7 +44,7 @@ func (sh *shard) handleSegment(now monotime.Time, in *inSeg) {
 	} else {
 		sh.input(now, c, s)
 	}
-	if c.oooFin && !c.dead && c.rcvNxt == c.oooFinQ {
+	if c.oooFin && !c.dead && !c.finRcvd && c.rcvNxt == c.oooFinQ {
 		c.oooFin = false
 		sh.receiveFin(now, c)
 	}
@@ -64,7 +64,8 @@ func (sh *shard) closedInput(s *segment) {
 }
 
 // listenInput is RFC 9293 §3.10.7.2: a segment for a listener.
-func (sh *shard) listenInput(now monotime.Time, l *listener, s *segment, hash uint32) {
+// issFloor, when not nil, is the lowest ISS allowed (a TIME-WAIT reopen).
+func (sh *shard) listenInput(now monotime.Time, l *listener, s *segment, hash uint32, issFloor *seqnum.Value) {
 	switch {
 	case s.has(wire.FlagRST):
 		return
@@ -95,11 +96,13 @@ func (sh *shard) listenInput(now monotime.Time, l *listener, s *segment, hash ui
 	c.state = StateSynRecv
 	o := sh.p.options()
 	lep := l.ep
-	c.rtt.SetBounds(o.minRTO, o.maxRTO)
 	c.rtt = newRTT(o)
 	c.irs = s.seq
 	c.rcvNxt = s.seq + 1
 	c.iss = sh.p.sec.isn(c.id, now)
+	if issFloor != nil && c.iss.LessThan(*issFloor) {
+		c.iss = *issFloor
+	}
 	c.sndUna = c.iss
 	c.sndNxt = c.iss + 1
 	c.sndMax = c.sndNxt
@@ -279,8 +282,12 @@ func (sh *shard) input(now monotime.Time, c *conn, s *segment) {
 	if c.state == StateTimeWait && s.has(wire.FlagSYN) && !s.has(wire.FlagACK|wire.FlagRST) {
 		newer := c.rcvNxt.LessThan(s.seq) || (c.tsOK && s.opt.HasTS && int32(s.opt.TSVal-c.tsRecent) > 0)
 		if l := sh.p.listeners.lookup(s.netProto, s.id.LocalAddress, s.id.LocalPort); newer && l != nil {
+			// RFC 9293 §3.6.1 (MAY-2 condition 1): the new ISS must be
+			// above every sequence number of the old incarnation
+			// (Linux: tw_snd_nxt + 65535 + 2).
+			floor := c.sndMax.Add(65535 + 2)
 			sh.destroy(c)
-			sh.listenInput(now, l, s, c.hash)
+			sh.listenInput(now, l, s, c.hash, &floor)
 			return
 		}
 	}
@@ -316,6 +323,7 @@ func (sh *shard) input(now monotime.Time, c *conn, s *segment) {
 	}
 	c.lastRcv = now
 	c.kaProbes = 0
+	c.probesOut = 0
 	// Second: RST (RFC 5961 §3.2: only an exact match resets).
 	if s.has(wire.FlagRST) {
 		if s.seq != c.rcvNxt {
@@ -364,11 +372,27 @@ func (sh *shard) input(now monotime.Time, c *conn, s *segment) {
 	if len(s.payload) > 0 {
 		switch c.state {
 		case StateEstablished, StateFinWait1, StateFinWait2:
+			if c.state != StateEstablished && (c.appGone || c.ep.rcvShut.Load()) &&
+				c.rcvNxt.LessThan(s.seq.Add(seqnum.Size(len(s.payload)))) {
+				// RFC 9293 §3.6.1 (SHLD-3): new data after CLOSE (or
+				// after shutdown for reading) cannot be delivered:
+				// reset to show it was lost, as gVisor and Linux do.
+				sh.sendReset(now, c)
+				if c.appGone {
+					sh.setState(c, StateClose)
+					sh.destroy(c)
+				} else {
+					sh.fail(c, &tcpip.ErrConnectionAborted{})
+				}
+				return
+			}
 			sh.receiveData(now, c, s.seq, s.payload)
 		}
 	}
-	// Eighth: FIN.
-	if s.has(wire.FlagFIN) && !c.dead {
+	// Eighth: FIN. Not again once a FIN was received (CLOSE-WAIT,
+	// CLOSING, LAST-ACK, TIME-WAIT remain; RFC 9293 §3.10.7.4): a second
+	// FIN at RCV.NXT must not consume sequence space.
+	if s.has(wire.FlagFIN) && !c.dead && !c.finRcvd {
 		fin := s.seq.Add(seqnum.Size(len(s.payload)))
 		switch {
 		case fin == c.rcvNxt:
@@ -389,9 +413,19 @@ func (sh *shard) resetReceived(c *conn) {
 			return
 		}
 		sh.fail(c, &tcpip.ErrConnectionRefused{})
-	case StateEstablished, StateFinWait1, StateFinWait2, StateCloseWait:
+	case StateEstablished, StateFinWait1, StateFinWait2:
 		sh.stats.EstablishedResets++
 		sh.fail(c, &tcpip.ErrConnectionReset{})
+	case StateCloseWait:
+		// RFC 9293 §3.10.7.4 second: enter CLOSED. The error is gVisor's
+		// (handleReset) and Linux's for CLOSE-WAIT: ErrAborted (EPIPE),
+		// the endpoint CLOSED rather than in error.
+		sh.stats.EstablishedResets++
+		if c.ep != nil {
+			c.ep.fail(&tcpip.ErrAborted{}, StateClose)
+		}
+		sh.setState(c, StateClose)
+		sh.destroy(c)
 	default: // CLOSING, LAST-ACK, TIME-WAIT
 		sh.setState(c, StateClose)
 		sh.destroy(c)

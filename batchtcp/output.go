@@ -185,6 +185,12 @@ func (c *conn) advertise() uint16 {
 		edge = c.rcvAdv
 	}
 	wnd := int(c.rcvNxt.Size(edge)) >> c.rcvWS
+	if c.rcvNxt.Add(seqnum.Size(wnd << c.rcvWS)).LessThan(c.rcvAdv) {
+		// RFC 9293 §3.8.6.2.2 (SHLD-14), RFC 7323 §2.4: rounding down to
+		// the scale granularity must not retract the edge already
+		// offered; round up instead (as Linux's tcp_select_window).
+		wnd++
+	}
 	if wnd > 0xffff {
 		wnd = 0xffff
 	}
@@ -325,7 +331,7 @@ func (sh *shard) replyReset(s *segment, seq, ack seqnum.Value, flags uint8) {
 // sendReset sends a RST on a connection (ABORT, RFC 9293 §3.10.5).
 func (sh *shard) sendReset(now monotime.Time, c *conn) {
 	o := wire.Options{WS: -1}
-	h := wire.Header{SrcPort: c.id.LocalPort, DstPort: c.id.RemotePort, Seq: uint32(c.sndNxt), Ack: uint32(c.rcvNxt), Flags: wire.FlagRST | wire.FlagACK}
+	h := wire.Header{SrcPort: c.id.LocalPort, DstPort: c.id.RemotePort, Seq: uint32(c.sndMax), Ack: uint32(c.rcvNxt), Flags: wire.FlagRST | wire.FlagACK}
 	if c.state == StateSynSent {
 		return
 	}

@@ -39,6 +39,17 @@ func (sh *shard) onTimer(now monotime.Time, c *conn) {
 	if c.persistAt != 0 && c.persistAt <= now {
 		c.persistAt = 0
 		if c.sndWnd == 0 && c.state.synchronized() {
+			if uint32(c.probesOut) >= sh.p.options().maxRetries {
+				// RFC 1122 §4.2.2.17 keeps the connection open only while
+				// the receiver answers the probes; unanswered ones end it
+				// after the retransmission limit (gVisor: ErrTimeout when
+				// unackZeroWindowProbes >= maxRetries; Linux
+				// tcp_probe_timer), else it (and an orphan) lives forever.
+				sh.stats.EstablishedTimedout++
+				sh.fail(c, &tcpip.ErrTimeout{})
+				return
+			}
+			c.probesOut++
 			sh.stats.ZeroWindowProbes++
 			sh.sendProbe(now, c)
 			c.persistN++
