@@ -3,9 +3,11 @@ module github.com/xdptcp/xdptcp
 go 1.26.3
 
 require (
+	github.com/cilium/ebpf v0.22.0
 	github.com/google/go-cmp v0.7.0
 	go.uber.org/goleak v1.3.0
 	golang.org/x/net v0.62.0
+	golang.org/x/sys v0.50.0
 	gvisor.dev/gvisor v0.0.0-20260701204157-69c2d17aea96
 	pgregory.net/rapid v1.3.0
 )
@@ -13,6 +15,5 @@ require (
 require (
 	github.com/google/btree v1.1.2 // indirect
 	golang.org/x/exp v0.0.0-20250711185948-6ae5c78190dc // indirect
-	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/time v0.15.0 // indirect
 )
