@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -151,7 +152,7 @@ func openSocket(c sockConfig) (_ *xsk, err error) {
 		flags |= unix.XDP_USE_NEED_WAKEUP
 	}
 	sa := &unix.SockaddrXDP{Flags: flags, Ifindex: uint32(c.ifindex), QueueID: uint32(c.queue)}
-	if err := unix.Bind(fd, sa); err != nil {
+	if err := bindRetry(fd, sa); err != nil {
 		return nil, bindErr(c, err)
 	}
 	if c.mode != ZeroCopy {
@@ -228,4 +229,22 @@ func bindErr(c sockConfig, err error) error {
 		return fmt.Errorf("xdp: %s: %w (queue out of range for the interface, or flags unsupported by this kernel)", at, err)
 	}
 	return sockErr(at, err)
+}
+
+// bindRetryFor bounds how long bind waits for a queue that was just
+// released: the kernel frees a closed AF_XDP socket's hold on its queue
+// asynchronously, so binding right after another socket's Close can see
+// EBUSY for a moment. A queue really held by a live socket still fails,
+// after this delay.
+const bindRetryFor = 300 * time.Millisecond
+
+func bindRetry(fd int, sa *unix.SockaddrXDP) error {
+	deadline := time.Now().Add(bindRetryFor)
+	for {
+		err := unix.Bind(fd, sa)
+		if err != unix.EBUSY || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
