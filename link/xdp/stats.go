@@ -77,11 +77,11 @@ type QueueStats struct {
 
 // KernelStats are the kernel's XDP_STATISTICS for one socket.
 type KernelStats struct {
-	RxDropped       uint64 // frames dropped by the kernel (e.g. too big for a frame)
+	RxDropped       uint64 // frames the kernel dropped for this socket, all causes (too big, no FILL frame: we were too slow)
 	RxInvalidDescs  uint64
 	TxInvalidDescs  uint64
-	RxRingFull      uint64 // frames dropped: RX ring full (we were too slow)
-	RxFillRingEmpty uint64 // frames dropped: FILL ring empty
+	RxRingFull      uint64 // of RxDropped: RX ring full (rare: with RingSize RX frames the FILL ring empties first)
+	RxFillRingEmpty uint64 // of RxDropped: FILL ring empty; not to be added to RxDropped
 	TxRingEmpty     uint64 // wake-ups that found the TX ring empty (not a drop)
 }
 
