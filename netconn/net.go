@@ -202,22 +202,15 @@ func (n *Net) dial(ctx context.Context, network string, laddr, raddr *net.TCPAdd
 	return newConn(ep, wq, fromFull(local), fromFull(remote)), nil
 }
 
-// ErrNoDefault is returned by Default, and by Listen and Dial, when no
-// default Net has been set.
+// ErrNoDefault is what the errors of Default, Listen and Dial wrap
+// (errors.Is) when no default Net has been set and the environment does not
+// configure one (see Default).
 var ErrNoDefault = errors.New("netconn: no default stack (call netconn.SetDefault)")
 
 var defaultNet atomic.Pointer[Net]
 
 // SetDefault sets the Net used by the package-level Listen and Dial.
 func SetDefault(n *Net) { defaultNet.Store(n) }
-
-// Default returns the Net set by SetDefault, or ErrNoDefault.
-func Default() (*Net, error) {
-	if n := defaultNet.Load(); n != nil {
-		return n, nil
-	}
-	return nil, ErrNoDefault
-}
 
 // Listen listens on the default Net.
 func Listen(network, address string) (net.Listener, error) {

@@ -1,5 +1,7 @@
 // Command xdptcp runs xdptcp's user-level TCP stack: a demo of unmodified
-// net/http over it, and (later) benchmarks, conformance runs and a server.
+// net/http over it (on AF_XDP in a namespace pair against Linux's TCP where
+// it can, else on an in-memory link), and an HTTP server on a real
+// interface (serve).
 //
 // Usage:
 //
@@ -27,7 +29,8 @@ type command struct {
 // commands lists the subcommands; the first is the default.
 func commands() []command {
 	return []command{
-		{"demo", "serve net/http over one stack and fetch from another, with figures", runDemo},
+		{"demo", "serve net/http on our stack (AF_XDP in a namespace pair where possible) and fetch from Linux, with figures", runDemo},
+		{"serve", "serve HTTP (status page, /bytes?n=N) over AF_XDP on an interface: -iface IF -addr A/P [-http :80]", runServe},
 	}
 }
 

@@ -438,16 +438,21 @@ func (ep *Endpoint) SetOnCloseAction(f func()) {
 // handler while the stack runs: writes after Close fail with
 // ErrClosedForSend). Idempotent.
 func (ep *Endpoint) Close() {
+	// The stack's close action removes the NIC, which calls Close again:
+	// run it outside closeOne, so that nested call does the work below
+	// (inside Do it would deadlock).
+	ep.mu.Lock()
+	f := ep.onClose
+	ep.onClose = nil
+	ep.mu.Unlock()
+	if f != nil {
+		f()
+	}
 	ep.closeOne.Do(func() {
 		ep.mu.Lock()
-		f := ep.onClose
-		ep.onClose = nil
 		ep.disp.Store(nil)
 		ep.stopLocked()
 		ep.mu.Unlock()
-		if f != nil {
-			f()
-		}
 		// Detach first: from here frames for our addresses go to the
 		// kernel, not to a socket about to close.
 		if ep.prog != nil {

@@ -589,3 +589,30 @@ func requireAFXDPB(b *testing.B) {
 	}
 	unix.Close(fd)
 }
+
+// TestCloseEndpointUnderLiveStack: closing the endpoint while a stack owns
+// it (a signal handler's path) runs the stack's close action, which closes
+// the endpoint again: it must finish, not deadlock, and detach the program.
+func TestCloseEndpointUnderLiveStack(t *testing.T) {
+	e := newEnv(t, netns.Config{}, nil)
+	done := make(chan struct{})
+	go func() {
+		e.ep.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Endpoint.Close under a live stack did not return (deadlock)")
+	}
+	var id uint32
+	if err := e.p.Do(e.p.NSA, func() (err error) {
+		id, err = xdp.XDPProgramID(e.p.IfA)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if id != 0 {
+		t.Fatalf("XDP program %d still attached after Close", id)
+	}
+}
