@@ -1,0 +1,354 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/xdptcp/xdptcp/adapter"
+)
+
+// Metric is one figure of one run.
+type Metric struct {
+	Name  string  `json:"name"` // e.g. "short conn/s"
+	Value float64 `json:"value"`
+	// Higher is true where a larger value is better.
+	Higher bool `json:"higher_is_better"`
+}
+
+// WorkloadNames are the workloads Run knows, in the order it runs them.
+var WorkloadNames = []string{"short", "bulk", "rr", "allocs"}
+
+// ParseWorkloads parses a comma-separated list of workload names.
+func ParseWorkloads(s string) ([]string, error) {
+	var out []string
+	for _, w := range strings.Split(s, ",") {
+		w = strings.TrimSpace(w)
+		if w == "" {
+			continue
+		}
+		if !slices.Contains(WorkloadNames, w) {
+			return nil, fmt.Errorf("unknown workload %q (want %s)", w, strings.Join(WorkloadNames, ","))
+		}
+		if !slices.Contains(out, w) {
+			out = append(out, w)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no workload given (want some of %s)", strings.Join(WorkloadNames, ","))
+	}
+	return out, nil
+}
+
+// Settings are what Run measures.
+type Settings struct {
+	Workloads []string      `json:"workloads"`
+	Duration  time.Duration `json:"duration_ns"` // per workload (per sub-run), per configuration, per round
+	Rounds    int           `json:"rounds"`
+	Clients   int           `json:"clients"` // short's concurrent clients
+}
+
+// Sample is one workload run in one configuration in one round.
+type Sample struct {
+	Round    int      `json:"round"`
+	Workload string   `json:"workload"`
+	Config   string   `json:"config"`
+	Metrics  []Metric `json:"metrics"`
+	// Raw holds the workload's result structs.
+	Raw   []any  `json:"raw"`
+	Error string `json:"error,omitempty"`
+}
+
+// Row is one metric's medians across rounds.
+type Row struct {
+	Metric   string `json:"metric"`
+	Higher   bool   `json:"higher_is_better"`
+	BatchTCP Num    `json:"batchtcp"`
+	GVisor   Num    `json:"gvisor"`
+	Ratio    Num    `json:"ratio"` // batchtcp / gvisor
+}
+
+// Num is a float64 that encodes NaN and infinities (a configuration with
+// no successful sample) as JSON null.
+type Num float64
+
+// MarshalJSON implements json.Marshaler.
+func (n Num) MarshalJSON() ([]byte, error) {
+	f := float64(n)
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(f)
+}
+
+// Report is a whole run.
+type Report struct {
+	Started  time.Time `json:"started"`
+	Machine  Machine   `json:"machine"`
+	Settings Settings  `json:"settings"`
+	Samples  []Sample  `json:"samples"`
+	Rows     []Row     `json:"medians"`
+}
+
+// Machine names where the run happened.
+type Machine struct {
+	GOOS       string `json:"goos"`
+	GOARCH     string `json:"goarch"`
+	NumCPU     int    `json:"num_cpu"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	Go         string `json:"go"`
+	Hostname   string `json:"hostname"`
+}
+
+// Run runs every workload in both configurations, alternating
+// batchtcp, gvisor, batchtcp, gvisor, ... round by round, and computes the
+// medians. progress (may be nil) gets one line per sample. A sample that
+// fails is recorded with its error and the run goes on; the returned error
+// names the first failure.
+func Run(s Settings, progress io.Writer) (*Report, error) {
+	if s.Rounds < 1 || s.Duration <= 0 || s.Clients < 1 {
+		return nil, fmt.Errorf("bench: rounds, duration and clients must be positive")
+	}
+	host, _ := os.Hostname()
+	rep := &Report{Started: time.Now(), Settings: s, Machine: Machine{
+		GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, NumCPU: runtime.NumCPU(),
+		GOMAXPROCS: runtime.GOMAXPROCS(0), Go: runtime.Version(), Hostname: host,
+	}}
+	var firstErr error
+	for round := 1; round <= s.Rounds; round++ {
+		for _, w := range s.Workloads {
+			for _, cfg := range Configs {
+				runtime.GC()
+				ms, raw, err := RunWorkload(w, cfg.Transport, s.Duration, s.Clients)
+				smp := Sample{Round: round, Workload: w, Config: cfg.Name, Metrics: ms, Raw: raw}
+				if err != nil {
+					smp.Error = err.Error()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("round %d, %s, %s: %w", round, w, cfg.Name, err)
+					}
+				}
+				rep.Samples = append(rep.Samples, smp)
+				if progress != nil {
+					fmt.Fprintf(progress, "round %d/%d %-6s %-8s %s\n", round, s.Rounds, w, cfg.Name, brief(smp))
+				}
+			}
+		}
+	}
+	rep.Rows = medians(rep.Samples)
+	return rep, firstErr
+}
+
+func brief(s Sample) string {
+	if s.Error != "" {
+		return "ERROR: " + s.Error
+	}
+	var b strings.Builder
+	for i, m := range s.Metrics {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %s", m.Name, format(m.Value))
+	}
+	return b.String()
+}
+
+// RunWorkload runs workload w once on a fresh stack pair per sub-run and
+// returns its metrics. d is the duration of each sub-run; clients is
+// short's concurrency.
+func RunWorkload(w string, tr adapter.Transport, d time.Duration, clients int) ([]Metric, []any, error) {
+	var (
+		ms  []Metric
+		raw []any
+	)
+	withPair := func(f func(p *Pair) error) error {
+		p, err := NewPair(tr)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		return f(p)
+	}
+	var err error
+	switch w {
+	case "short":
+		err = withPair(func(p *Pair) error {
+			r, err := Short(p, Opts{Duration: d, Clients: clients})
+			raw = append(raw, r)
+			ms = append(ms, shortMetrics(fmt.Sprintf("short c=%d", clients), r)...)
+			return err
+		})
+	case "bulk":
+		for _, n := range []int{1, 8} {
+			if err = withPair(func(p *Pair) error {
+				r, err := Bulk(p, Opts{Duration: d, Clients: n})
+				raw = append(raw, r)
+				ms = append(ms, bulkMetrics(fmt.Sprintf("bulk %d stream", n), r)...)
+				return err
+			}); err != nil {
+				break
+			}
+		}
+	case "rr":
+		for _, n := range []int{1, 64} {
+			if err = withPair(func(p *Pair) error {
+				r, err := RR(p, Opts{Duration: d, Clients: n})
+				raw = append(raw, r)
+				ms = append(ms, rrMetrics(fmt.Sprintf("rr %d conn", n), r)...)
+				return err
+			}); err != nil {
+				break
+			}
+		}
+	case "allocs":
+		err = withPair(func(p *Pair) error {
+			r, err := Short(p, Opts{Duration: d / 2, Clients: clients})
+			raw = append(raw, r)
+			ms = append(ms, AllocsPerConn(r)...)
+			return err
+		})
+		if err == nil {
+			err = withPair(func(p *Pair) error {
+				r, err := Bulk(p, Opts{Duration: d / 2, Clients: 1})
+				raw = append(raw, r)
+				ms = append(ms, AllocsPerMiB(r)...)
+				return err
+			})
+		}
+	default:
+		err = fmt.Errorf("unknown workload %q", w)
+	}
+	return ms, raw, err
+}
+
+func shortMetrics(name string, r ShortResult) []Metric {
+	return []Metric{
+		{name + " conn/s", float64(r.Conns) / r.Elapsed.Seconds(), true},
+		{name + " CPU-s/1k conn", r.CPU.Seconds() / float64(r.Conns) * 1000, false},
+	}
+}
+
+func bulkMetrics(name string, r BulkResult) []Metric {
+	return []Metric{
+		{name + " Gb/s", float64(r.Bytes) * 8 / r.Elapsed.Seconds() / 1e9, true},
+		{name + " CPU-s/GiB", r.CPU.Seconds() / (float64(r.Bytes) / (1 << 30)), false},
+	}
+}
+
+func rrMetrics(name string, r RRResult) []Metric {
+	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+	return []Metric{
+		{name + " p50 µs", us(r.P50), false},
+		{name + " p99 µs", us(r.P99), false},
+		{name + " p999 µs", us(r.P999), false},
+		{name + " trips/s", float64(r.Trips) / r.Elapsed.Seconds(), true},
+	}
+}
+
+// AllocsPerConn is heap allocations and bytes per short connection.
+func AllocsPerConn(r ShortResult) []Metric {
+	n := float64(max(r.Conns, 1))
+	return []Metric{
+		{"allocs/short conn", float64(r.Mallocs) / n, false},
+		{"alloc bytes/short conn", float64(r.AllocBytes) / n, false},
+	}
+}
+
+// AllocsPerMiB is heap allocations and bytes per bulk MiB.
+func AllocsPerMiB(r BulkResult) []Metric {
+	mib := max(float64(r.Bytes)/(1<<20), 1e-9)
+	return []Metric{
+		{"allocs/bulk MiB", float64(r.Mallocs) / mib, false},
+		{"alloc bytes/bulk MiB", float64(r.AllocBytes) / mib, false},
+	}
+}
+
+// medians groups samples by metric, in first-seen order.
+func medians(samples []Sample) []Row {
+	type acc struct {
+		higher bool
+		vals   map[string][]float64
+	}
+	var order []string
+	by := map[string]*acc{}
+	for _, s := range samples {
+		if s.Error != "" {
+			continue
+		}
+		for _, m := range s.Metrics {
+			a := by[m.Name]
+			if a == nil {
+				a = &acc{higher: m.Higher, vals: map[string][]float64{}}
+				by[m.Name] = a
+				order = append(order, m.Name)
+			}
+			a.vals[s.Config] = append(a.vals[s.Config], m.Value)
+		}
+	}
+	rows := make([]Row, 0, len(order))
+	for _, name := range order {
+		a := by[name]
+		b, g := median(a.vals["batchtcp"]), median(a.vals["gvisor"])
+		r := Row{Metric: name, Higher: a.higher, BatchTCP: Num(b), GVisor: Num(g), Ratio: Num(b / g)}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// WriteTable writes the medians as a plain table: one row per metric,
+// columns batchtcp, gvisor and their ratio.
+func (r *Report) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "metric\tbatchtcp\tgvisor\tratio\tbetter\t\n")
+	for _, row := range r.Rows {
+		better := "lower"
+		if row.Higher {
+			better = "higher"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2fx\t%s\t\n", row.Metric, format(float64(row.BatchTCP)), format(float64(row.GVisor)), float64(row.Ratio), better)
+	}
+	return tw.Flush()
+}
+
+// format prints v with about four significant digits.
+func format(v float64) string {
+	switch a := math.Abs(v); {
+	case math.IsNaN(v):
+		return "-"
+	case a >= 1000:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 100:
+		return fmt.Sprintf("%.1f", v)
+	case a >= 1:
+		return fmt.Sprintf("%.2f", v)
+	default:
+		return fmt.Sprintf("%.4f", v)
+	}
+}
+
+// WriteJSON writes the whole report, every sample included, to path.
+func (r *Report) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}

@@ -1,0 +1,423 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// MsgSize is the request and response size of short and rr (mTCP's 64 B).
+const MsgSize = 64
+
+// ChunkSize is the size of one bulk write.
+const ChunkSize = 64 << 10
+
+// maxSamples bounds the latencies rr keeps (all are counted).
+const maxSamples = 1 << 21
+
+// Opts bounds a workload: it stops at Duration (if > 0) or after Count
+// operations (if > 0), whichever comes first; one of them must be set.
+// An operation is a connection (short), a ChunkSize write (bulk) or a
+// round trip (rr).
+type Opts struct {
+	Duration time.Duration
+	Count    int64
+	// Clients is the number of concurrent connections (short, rr) or
+	// streams (bulk).
+	Clients int
+}
+
+func (o Opts) check() error {
+	if o.Duration <= 0 && o.Count <= 0 {
+		return errors.New("bench: need a duration or a count")
+	}
+	if o.Clients < 1 {
+		return fmt.Errorf("bench: clients must be >= 1, got %d", o.Clients)
+	}
+	return nil
+}
+
+// limiter hands out operations until the deadline or the count runs out.
+type limiter struct {
+	deadline time.Time // zero: none
+	left     atomic.Int64
+	counted  bool
+}
+
+func newLimiter(o Opts) *limiter {
+	l := &limiter{counted: o.Count > 0}
+	if o.Duration > 0 {
+		l.deadline = time.Now().Add(o.Duration)
+	}
+	l.left.Store(o.Count)
+	return l
+}
+
+// next reports whether another operation may start.
+func (l *limiter) next() bool {
+	if !l.deadline.IsZero() && !time.Now().Before(l.deadline) {
+		return false
+	}
+	return !l.counted || l.left.Add(-1) >= 0
+}
+
+// usage is process CPU time and heap counters at one instant.
+type usage struct {
+	at      time.Time
+	cpu     time.Duration
+	mallocs uint64
+	bytes   uint64
+}
+
+func sample() usage {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	var ru syscall.Rusage
+	var cpu time.Duration
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	return usage{at: time.Now(), cpu: cpu, mallocs: ms.Mallocs, bytes: ms.TotalAlloc}
+}
+
+// Cost is what a workload consumed between two samples.
+type Cost struct {
+	Elapsed    time.Duration `json:"elapsed_ns"`
+	CPU        time.Duration `json:"cpu_ns"`      // user + system, whole process
+	Mallocs    uint64        `json:"mallocs"`     // heap objects allocated
+	AllocBytes uint64        `json:"alloc_bytes"` // heap bytes allocated
+}
+
+func since(u usage) Cost {
+	v := sample()
+	return Cost{Elapsed: v.at.Sub(u.at), CPU: v.cpu - u.cpu, Mallocs: v.mallocs - u.mallocs, AllocBytes: v.bytes - u.bytes}
+}
+
+// errCount keeps the first error and counts all.
+type errCount struct {
+	mu    sync.Mutex
+	n     int64
+	first error
+}
+
+func (e *errCount) add(err error) {
+	e.mu.Lock()
+	if e.first == nil {
+		e.first = err
+	}
+	e.n++
+	e.mu.Unlock()
+}
+
+// server accepts on l and runs handle on each connection in its own
+// goroutine; stop closes the listener and waits for the handlers.
+type server struct {
+	l  net.Listener
+	wg sync.WaitGroup
+}
+
+func serve(l net.Listener, handle func(net.Conn)) *server {
+	s := &server{l: l}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(opTimeout))
+				handle(c)
+			}()
+		}
+	}()
+	return s
+}
+
+func (s *server) stop() {
+	s.l.Close()
+	s.wg.Wait()
+}
+
+// ShortResult is one run of the short workload.
+type ShortResult struct {
+	Conns  int64 `json:"conns"`
+	Errors int64 `json:"errors"`
+	Cost
+}
+
+// Short runs mTCP's workload: each of o.Clients clients repeatedly
+// connects, sends MsgSize bytes, reads MsgSize bytes back and closes. The
+// server reads the request, answers, waits for the client's FIN and
+// closes, so TIME-WAIT is on the client side as with mTCP's load
+// generator.
+func Short(p *Pair, o Opts) (ShortResult, error) {
+	if err := o.check(); err != nil {
+		return ShortResult{}, err
+	}
+	l, err := p.Listen()
+	if err != nil {
+		return ShortResult{}, err
+	}
+	srv := serve(l, func(c net.Conn) {
+		var buf [MsgSize]byte
+		if _, err := io.ReadFull(c, buf[:]); err != nil {
+			return
+		}
+		if _, err := c.Write(buf[:]); err != nil {
+			return
+		}
+		_, _ = c.Read(buf[:1]) // the client's FIN
+	})
+	defer srv.stop()
+	addr := l.Addr().String()
+
+	var (
+		conns atomic.Int64
+		errs  errCount
+		wg    sync.WaitGroup
+	)
+	u := sample()
+	lim := newLimiter(o)
+	for range o.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var req, resp [MsgSize]byte
+			for lim.next() {
+				if err := shortOne(p, addr, req[:], resp[:]); err != nil {
+					errs.add(err)
+					continue
+				}
+				conns.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	r := ShortResult{Conns: conns.Load(), Errors: errs.n, Cost: since(u)}
+	if r.Conns == 0 {
+		return r, fmt.Errorf("short: no connection completed (%d errors, first: %v)", errs.n, errs.first)
+	}
+	return r, nil
+}
+
+func shortOne(p *Pair, addr string, req, resp []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	c, err := p.Client.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(opTimeout)); err != nil {
+		return err
+	}
+	if _, err := c.Write(req); err != nil {
+		return err
+	}
+	_, err = io.ReadFull(c, resp)
+	return err
+}
+
+// BulkResult is one run of the bulk workload.
+type BulkResult struct {
+	Streams int   `json:"streams"`
+	Bytes   int64 `json:"bytes"` // received by the server
+	Errors  int64 `json:"errors"`
+	Cost
+}
+
+// Bulk sends ChunkSize writes on o.Clients streams from client to server
+// until the limit, then closes them; the run ends when the server has read
+// every stream to its end.
+func Bulk(p *Pair, o Opts) (BulkResult, error) {
+	if err := o.check(); err != nil {
+		return BulkResult{}, err
+	}
+	l, err := p.Listen()
+	if err != nil {
+		return BulkResult{}, err
+	}
+	var (
+		received atomic.Int64
+		errs     errCount
+	)
+	srv := serve(l, func(c net.Conn) {
+		buf := make([]byte, 256<<10)
+		for {
+			n, err := c.Read(buf)
+			received.Add(int64(n))
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					errs.add(fmt.Errorf("bulk server: %w", err))
+				}
+				return
+			}
+		}
+	})
+	defer srv.stop()
+	addr := l.Addr().String()
+
+	conns := make([]net.Conn, 0, o.Clients)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range o.Clients {
+		c, err := p.Client.Dial("tcp", addr)
+		if err != nil {
+			return BulkResult{}, err
+		}
+		conns = append(conns, c)
+	}
+	limit := o.Duration
+	if limit <= 0 {
+		limit = time.Hour
+	}
+	var wg sync.WaitGroup
+	u := sample()
+	lim := newLimiter(o)
+	for _, c := range conns {
+		_ = c.SetDeadline(time.Now().Add(limit + opTimeout))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			chunk := make([]byte, ChunkSize)
+			for lim.next() {
+				if _, err := c.Write(chunk); err != nil {
+					errs.add(fmt.Errorf("bulk client: %w", err))
+					break
+				}
+			}
+			if err := c.Close(); err != nil {
+				errs.add(err)
+			}
+		}()
+	}
+	wg.Wait()
+	// The run ends when the server has read everything.
+	srv.l.Close()
+	srv.wg.Wait()
+	r := BulkResult{Streams: o.Clients, Bytes: received.Load(), Errors: errs.n, Cost: since(u)}
+	if r.Bytes == 0 {
+		return r, fmt.Errorf("bulk: no bytes received (%d errors, first: %v)", errs.n, errs.first)
+	}
+	return r, nil
+}
+
+// RRResult is one run of the request/response workload.
+type RRResult struct {
+	Conns  int           `json:"conns"`
+	Trips  int64         `json:"round_trips"`
+	Errors int64         `json:"errors"`
+	P50    time.Duration `json:"p50_ns"`
+	P99    time.Duration `json:"p99_ns"`
+	P999   time.Duration `json:"p999_ns"`
+	Cost
+}
+
+// RR runs MsgSize-byte ping-pong on o.Clients persistent connections, each
+// with one request outstanding, and reports latency percentiles.
+func RR(p *Pair, o Opts) (RRResult, error) {
+	if err := o.check(); err != nil {
+		return RRResult{}, err
+	}
+	l, err := p.Listen()
+	if err != nil {
+		return RRResult{}, err
+	}
+	limit := o.Duration
+	if limit <= 0 {
+		limit = time.Hour
+	}
+	srv := serve(l, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(limit + opTimeout))
+		var buf [MsgSize]byte
+		for {
+			if _, err := io.ReadFull(c, buf[:]); err != nil {
+				return
+			}
+			if _, err := c.Write(buf[:]); err != nil {
+				return
+			}
+		}
+	})
+	defer srv.stop()
+	addr := l.Addr().String()
+
+	conns := make([]net.Conn, 0, o.Clients)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range o.Clients {
+		c, err := p.Client.Dial("tcp", addr)
+		if err != nil {
+			return RRResult{}, err
+		}
+		_ = c.SetDeadline(time.Now().Add(limit + opTimeout))
+		conns = append(conns, c)
+	}
+	var (
+		trips atomic.Int64
+		errs  errCount
+		wg    sync.WaitGroup
+	)
+	lats := make([][]time.Duration, len(conns))
+	keep := maxSamples / len(conns)
+	u := sample()
+	lim := newLimiter(o)
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var req, resp [MsgSize]byte
+			mine := make([]time.Duration, 0, min(keep, 1<<16))
+			for lim.next() {
+				t0 := time.Now()
+				if _, err := c.Write(req[:]); err != nil {
+					errs.add(err)
+					break
+				}
+				if _, err := io.ReadFull(c, resp[:]); err != nil {
+					errs.add(err)
+					break
+				}
+				if len(mine) < keep {
+					mine = append(mine, time.Since(t0))
+				}
+				trips.Add(1)
+			}
+			lats[i] = mine
+		}()
+	}
+	wg.Wait()
+	r := RRResult{Conns: len(conns), Trips: trips.Load(), Errors: errs.n, Cost: since(u)}
+	all := slices.Concat(lats...)
+	if len(all) == 0 {
+		return r, fmt.Errorf("rr: no round trip completed (%d errors, first: %v)", errs.n, errs.first)
+	}
+	slices.Sort(all)
+	r.P50, r.P99, r.P999 = quantile(all, 0.50), quantile(all, 0.99), quantile(all, 0.999)
+	return r, nil
+}
+
+// quantile returns the q-quantile of sorted d (nearest rank).
+func quantile(d []time.Duration, q float64) time.Duration {
+	i := int(q*float64(len(d))+0.5) - 1
+	return d[max(0, min(i, len(d)-1))]
+}
