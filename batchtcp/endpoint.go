@@ -90,7 +90,7 @@ var _ tcpip.Endpoint = (*endpoint)(nil)
 func newEndpoint(p *Protocol, netProto tcpip.NetworkProtocolNumber, wq *waiter.Queue) *endpoint {
 	e := &endpoint{p: p, netProto: netProto, wq: wq}
 	o := p.options()
-	e.ops.InitHandler(e, p.stack, p.sendBufferLimits, p.receiveBufferLimits)
+	e.ops.InitHandler(e, p.stack, p.sndLimits, p.rcvLimits)
 	e.ops.SetDelayOption(o.delay)
 	e.ops.SetSendBufferSize(int64(o.sndBuf.Default), false)
 	e.ops.SetReceiveBufferSize(int64(o.rcvBufRange.Default), false)

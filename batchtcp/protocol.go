@@ -93,6 +93,11 @@ type Protocol struct {
 
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+
+	// Method values made once: a method value made per endpoint would be
+	// two allocations per connection.
+	sndLimits tcpip.GetSendBufferLimits
+	rcvLimits tcpip.GetReceiveBufferLimits
 }
 
 var _ stack.TransportProtocol = (*Protocol)(nil)
@@ -127,6 +132,7 @@ func newProtocol(s *stack.Stack, cfg Config) *Protocol {
 	if _, err := rng.Reader.Read(p.sec.tsKey[:]); err != nil {
 		panic(fmt.Sprintf("batchtcp: secure random source failed: %v", err))
 	}
+	p.sndLimits, p.rcvLimits = p.sendBufferLimits, p.receiveBufferLimits
 	p.listeners.init()
 	p.shards = make([]*shard, n)
 	for i := range p.shards {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -15,12 +16,14 @@ import (
 // TCPConn is a net.Conn over a connected tcpip.Endpoint. Reads are
 // serialized among themselves, as are writes, as in package net.
 type TCPConn struct {
-	ep     tcpip.Endpoint
-	wq     *waiter.Queue
-	laddr  *net.TCPAddr
-	raddr  *net.TCPAddr
-	done   chan struct{} // closed by Close
-	closer sync.Once
+	ep tcpip.Endpoint
+	wq *waiter.Queue
+	// The addresses are kept as the stack gives them and converted on
+	// first use: most short connections never ask.
+	lfull, rfull tcpip.FullAddress
+	laddr, raddr atomic.Pointer[net.TCPAddr]
+	done         chan struct{} // closed by Close
+	closer       sync.Once
 
 	rd, wd deadline
 
@@ -36,8 +39,8 @@ type TCPConn struct {
 var _ net.Conn = (*TCPConn)(nil)
 
 // newConn wraps a connected endpoint. TCP_NODELAY is set, as net does.
-func newConn(ep tcpip.Endpoint, wq *waiter.Queue, laddr, raddr *net.TCPAddr) *TCPConn {
-	c := &TCPConn{ep: ep, wq: wq, laddr: laddr, raddr: raddr, done: make(chan struct{})}
+func newConn(ep tcpip.Endpoint, wq *waiter.Queue, local, remote tcpip.FullAddress) *TCPConn {
+	c := &TCPConn{ep: ep, wq: wq, lfull: local, rfull: remote, done: make(chan struct{})}
 	c.rw.init(wq, waiter.EventIn|waiter.EventHUp|waiter.EventErr)
 	c.ww.init(wq, waiter.EventOut|waiter.EventHUp|waiter.EventErr)
 	ep.SocketOptions().SetDelayOption(false)
@@ -54,7 +57,7 @@ func (c *TCPConn) closed() bool {
 }
 
 func (c *TCPConn) opError(op string, err error) error {
-	return &net.OpError{Op: op, Net: "tcp", Source: c.laddr, Addr: c.raddr, Err: err}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.local(), Addr: c.remote(), Err: err}
 }
 
 // Read implements net.Conn. It returns io.EOF, unwrapped, after the peer's
@@ -174,10 +177,26 @@ func (c *TCPConn) CloseRead() error { return c.shutdown(tcpip.ShutdownRead) }
 func (c *TCPConn) CloseWrite() error { return c.shutdown(tcpip.ShutdownWrite) }
 
 // LocalAddr returns the local *net.TCPAddr.
-func (c *TCPConn) LocalAddr() net.Addr { return c.laddr }
+func (c *TCPConn) LocalAddr() net.Addr { return c.local() }
 
 // RemoteAddr returns the remote *net.TCPAddr.
-func (c *TCPConn) RemoteAddr() net.Addr { return c.raddr }
+func (c *TCPConn) RemoteAddr() net.Addr { return c.remote() }
+
+func (c *TCPConn) local() *net.TCPAddr  { return cachedAddr(&c.laddr, c.lfull) }
+func (c *TCPConn) remote() *net.TCPAddr { return cachedAddr(&c.raddr, c.rfull) }
+
+// cachedAddr converts fa once; concurrent first calls may each convert,
+// and one result wins.
+func cachedAddr(p *atomic.Pointer[net.TCPAddr], fa tcpip.FullAddress) *net.TCPAddr {
+	if a := p.Load(); a != nil {
+		return a
+	}
+	a := fromFull(fa)
+	if p.CompareAndSwap(nil, a) {
+		return a
+	}
+	return p.Load()
+}
 
 // SetDeadline sets the read and write deadlines.
 func (c *TCPConn) SetDeadline(t time.Time) error {

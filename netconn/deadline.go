@@ -56,18 +56,22 @@ func (d *deadline) watch() (int64, <-chan struct{}) {
 // users serialize on a mutex, so the entry is registered at most once.
 type eventWaiter struct {
 	q     *waiter.Queue
+	mask  waiter.EventMask
 	entry waiter.Entry
 	ch    chan struct{}
 	on    bool
 }
 
 func (w *eventWaiter) init(q *waiter.Queue, mask waiter.EventMask) {
-	w.q = q
-	w.entry, w.ch = waiter.NewChannelEntry(mask)
+	w.q, w.mask = q, mask
 }
 
-// register starts listening; events after it wake wait.
+// register starts listening; events after it wake wait. The entry is made
+// on first use: a call that never blocks costs no channel.
 func (w *eventWaiter) register() {
+	if w.ch == nil {
+		w.entry, w.ch = waiter.NewChannelEntry(w.mask)
+	}
 	if !w.on {
 		w.q.EventRegister(&w.entry)
 		w.on = true
@@ -85,6 +89,7 @@ func (w *eventWaiter) unregister() {
 // (os.ErrDeadlineExceeded) or done (net.ErrClosed). The timer exists only
 // while blocked.
 func (w *eventWaiter) wait(d *deadline, done <-chan struct{}) error {
+	w.register()
 	ns, changed := d.watch()
 	var timeout <-chan time.Time
 	if ns != 0 {

@@ -67,7 +67,7 @@ func (l *TCPListener) AcceptTCP() (*TCPConn, error) {
 				ep.Close()
 				return nil, l.opError(sysErr("accept", lerr))
 			}
-			return newConn(ep, wq, fromFull(local), fromFull(peer)), nil
+			return newConn(ep, wq, local, peer), nil
 		case *tcpip.ErrWouldBlock:
 		default:
 			if l.closed() {

@@ -199,7 +199,7 @@ func (n *Net) dial(ctx context.Context, network string, laddr, raddr *net.TCPAdd
 		ep.Close()
 		return nil, opErr(sysErr("getpeername", terr))
 	}
-	return newConn(ep, wq, fromFull(local), fromFull(remote)), nil
+	return newConn(ep, wq, local, remote), nil
 }
 
 // ErrNoDefault is what the errors of Default, Listen and Dial wrap
