@@ -270,18 +270,10 @@ func Bulk(p *Pair, o Opts) (BulkResult, error) {
 	defer srv.stop()
 	addr := l.Addr().String()
 
-	conns := make([]net.Conn, 0, o.Clients)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for range o.Clients {
-		c, err := p.Client.Dial("tcp", addr)
-		if err != nil {
-			return BulkResult{}, err
-		}
-		conns = append(conns, c)
+	conns, err := dialN(p, addr, o.Clients, time.Time{})
+	defer closeAll(conns)
+	if err != nil {
+		return BulkResult{}, err
 	}
 	limit := o.Duration
 	if limit <= 0 {
@@ -358,19 +350,10 @@ func RR(p *Pair, o Opts) (RRResult, error) {
 	defer srv.stop()
 	addr := l.Addr().String()
 
-	conns := make([]net.Conn, 0, o.Clients)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for range o.Clients {
-		c, err := p.Client.Dial("tcp", addr)
-		if err != nil {
-			return RRResult{}, err
-		}
-		_ = c.SetDeadline(time.Now().Add(limit + opTimeout))
-		conns = append(conns, c)
+	conns, err := dialN(p, addr, o.Clients, time.Now().Add(limit+opTimeout))
+	defer closeAll(conns)
+	if err != nil {
+		return RRResult{}, err
 	}
 	var (
 		trips atomic.Int64
@@ -420,4 +403,27 @@ func RR(p *Pair, o Opts) (RRResult, error) {
 func quantile(d []time.Duration, q float64) time.Duration {
 	i := int(q*float64(len(d))+0.5) - 1
 	return d[max(0, min(i, len(d)-1))]
+}
+
+// dialN opens n persistent connections to addr from the client stack, each
+// with the given deadline (zero: none). On error it returns those opened.
+func dialN(p *Pair, addr string, n int, deadline time.Time) ([]net.Conn, error) {
+	conns := make([]net.Conn, 0, n)
+	for range n {
+		c, err := p.Client.Dial("tcp", addr)
+		if err != nil {
+			return conns, err
+		}
+		if !deadline.IsZero() {
+			_ = c.SetDeadline(deadline)
+		}
+		conns = append(conns, c)
+	}
+	return conns, nil
+}
+
+func closeAll(conns []net.Conn) {
+	for _, c := range conns {
+		c.Close()
+	}
 }
