@@ -25,6 +25,8 @@ type inbox struct {
 	eps  []*endpoint
 	// fns are control requests run on the shard (snapshots, shutdown).
 	fns []func(*shard)
+	// idle are requests run once the shard has drained its input (Sync).
+	idle []func()
 	// wake has one slot: a send that finds it full is dropped, since the
 	// shard is already due to run.
 	wake chan struct{}
@@ -84,6 +86,28 @@ func (b *inbox) takeFns() []func(*shard) {
 	f := b.fns
 	b.fns = nil
 	b.mu.Unlock()
+	return f
+}
+
+// pushIdle queues f to run on the shard once everything queued before it
+// has been processed.
+func (b *inbox) pushIdle(f func()) {
+	b.mu.Lock()
+	b.idle = append(b.idle, f)
+	b.mu.Unlock()
+	b.signal()
+}
+
+// takeIdle returns the idle requests if no input is queued; otherwise none
+// (the shard runs again first: input pending means a wake is pending).
+func (b *inbox) takeIdle() []func() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.idle) == 0 || len(b.segs) > 0 || len(b.eps) > 0 || len(b.fns) > 0 {
+		return nil
+	}
+	f := b.idle
+	b.idle = nil
 	return f
 }
 

@@ -113,6 +113,10 @@ func (sh *shard) listenInput(now monotime.Time, l *listener, s *segment, hash ui
 	c.owner = sh
 	sh.flows[c.id] = c
 	sh.sendSYN(now, c)
+	// RFC 6298 §2.2/§3: the handshake's ACK gives the first RTT sample
+	// (timed here unless timestamps give it; Karn drops it if the SYN-ACK
+	// is retransmitted).
+	c.rttTiming, c.rttSeq, c.rttStart = !c.tsOK, c.iss, now
 	c.rtoAt = now.Add(c.rtt.RTO())
 	c.wake(sh)
 }

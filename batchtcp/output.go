@@ -27,9 +27,9 @@ func (sh *shard) output(now monotime.Time, c *conn) {
 	if c.dead {
 		return
 	}
-	if !sent && c.wantWindowUpdate() {
-		c.ackNow = true
-	}
+	// Window updates are decided when the application reads
+	// (handleEvents); the jump from the unscaled SYN window to the scaled
+	// one is not announced on its own, as Linux does not.
 	if !sent && (c.ackNow || (c.ackPending && c.delackAt != 0 && c.delackAt <= now)) {
 		sh.sendACK(now, c)
 	}

@@ -413,6 +413,22 @@ func (p *Protocol) Option(option tcpip.GettableTransportProtocolOption) tcpip.Er
 	return nil
 }
 
+// Sync returns once every shard has processed all input queued before the
+// call — segments, application events, control requests and timers due at
+// the clock's current time — and written what that produced to the link.
+// With a manual clock it makes a stack deterministic: inject, Sync, read.
+// It returns early for shards that have stopped.
+func (p *Protocol) Sync() {
+	for _, sh := range p.shards {
+		done := make(chan struct{})
+		sh.in.pushIdle(func() { close(done) })
+		select {
+		case <-done:
+		case <-sh.done:
+		}
+	}
+}
+
 // FlowInfo describes one connection a shard owns.
 type FlowInfo struct {
 	ID    stack.TransportEndpointID

@@ -51,9 +51,9 @@ func TestReviewScaledWindowNeverShrinks(t *testing.T) {
 	ws := uint(sa.opt.WS)
 	c.iss, c.ack = sa.seq, sa.seq+1
 	c.accept()
-	// The scaled window opens past the SYN-ACK's 65535 at once.
-	s := c.expectACK()
-	edge := seqnum.Value(s.ack).Add(seqnum.Size(uint32(s.wnd) << ws))
+	// The SYN-ACK's window is unscaled (RFC 7323 §2.2); the scaled window
+	// opens past it with the first ACK, never announced on its own.
+	edge := seqnum.Value(c.seq).Add(seqnum.Size(sa.wnd))
 	for i := 0; i < 4; i++ {
 		c.send(fACK|fPSH, []byte{'a'})
 		c.seq++

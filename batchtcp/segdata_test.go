@@ -233,26 +233,21 @@ func TestZeroWindowPersistProbe(t *testing.T) {
 	}
 }
 
-// RFC 6298 §5.4-5.5: unacknowledged data is retransmitted after the
-// initial RTO of 1 s, then with the timer doubled each time (2 s, 4 s).
+// RFC 6298 §5.4-5.5: unacknowledged data is retransmitted after the RTO,
+// then with the timer doubled each time. The fixture's handshake took no
+// virtual time, so its RTT sample (§2.2) leaves the RTO at the 200 ms floor.
 // Karn (RFC 6298 §3): the ACK of a retransmitted segment gives no RTT
 // sample; a fresh segment's ACK does.
 func TestRTOBackoffAndKarn(t *testing.T) {
 	c := established(t)
 	c.write(payload(100, 'r'))
 	c.expect(fACK|fPSH, c.ack, c.seq)
-	c.advance(990 * time.Millisecond)
-	c.recvNothing()
-	c.advance(10 * time.Millisecond)
-	c.expect(fACK|fPSH, c.ack, c.seq)
-	c.advance(1990 * time.Millisecond)
-	c.recvNothing()
-	c.advance(10 * time.Millisecond)
-	c.expect(fACK|fPSH, c.ack, c.seq)
-	c.advance(3990 * time.Millisecond)
-	c.recvNothing()
-	c.advance(10 * time.Millisecond)
-	c.expect(fACK|fPSH, c.ack, c.seq)
+	for _, rto := range []time.Duration{200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond} {
+		c.advance(rto - 10*time.Millisecond)
+		c.recvNothing()
+		c.advance(10 * time.Millisecond)
+		c.expect(fACK|fPSH, c.ack, c.seq)
+	}
 	c.ack += 100
 	c.send(fACK, nil)
 	c.recvNothing()
@@ -265,8 +260,9 @@ func TestRTOBackoffAndKarn(t *testing.T) {
 	c.advance(100 * time.Millisecond)
 	c.send(fACK, nil)
 	waitFor(t, "an RTT sample", func() bool { return c.tcpInfo().RTT != 0 })
-	if rtt := c.tcpInfo().RTT; rtt < 95*time.Millisecond || rtt > 110*time.Millisecond {
-		t.Errorf("RTT %v, want about 100ms", rtt)
+	// RFC 6298 §2.3: SRTT = 7/8 of the handshake's 0 + 1/8 of 100 ms.
+	if rtt := c.tcpInfo().RTT; rtt < 12*time.Millisecond || rtt > 13*time.Millisecond {
+		t.Errorf("RTT %v, want 12.5ms", rtt)
 	}
 }
 

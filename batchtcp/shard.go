@@ -105,6 +105,9 @@ func (sh *shard) run() {
 			}
 		}
 		sh.armClock()
+		for _, f := range sh.in.takeIdle() {
+			f()
+		}
 	}
 }
 
