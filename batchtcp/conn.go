@@ -90,6 +90,7 @@ type conn struct {
 	kaProbes  int
 	lastRcv   monotime.Time
 	synTries  int
+	userMSS   int // TCP_MAXSEG at creation, 0 if unset
 
 	// Per-batch bookkeeping.
 	dirty   bool

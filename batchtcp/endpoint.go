@@ -78,6 +78,8 @@ type endpoint struct {
 	kaIdleNs     atomic.Int64
 	kaIntervalNs atomic.Int64
 	kaCnt        atomic.Int32
+	userMSS      atomic.Int32 // TCP_MAXSEG, 0 if unset
+	infoMSS      atomic.Int32 // the connection's send MSS, published by its shard
 	userTimeout  atomic.Int64
 	// TCP_INFO figures the shard publishes after each output pass.
 	infoRTT, infoRTTVar, infoRTO atomic.Int64
@@ -116,6 +118,7 @@ func newChildEndpoint(parent *endpoint, sh *shard, c *conn) *endpoint {
 	e.kaIdleNs.Store(parent.kaIdleNs.Load())
 	e.kaIntervalNs.Store(parent.kaIntervalNs.Load())
 	e.kaCnt.Store(parent.kaCnt.Load())
+	e.userMSS.Store(parent.userMSS.Load())
 	e.id = c.id
 	e.bound = true
 	e.sh.Store(sh)
@@ -143,7 +146,6 @@ func (e *endpoint) post(ops uint32) {
 // fail records a connection error (called by the shard).
 func (e *endpoint) fail(err tcpip.Error, s State) {
 	e.errMu.Lock()
-	e.lastErr = err
 	e.hardErr = err
 	e.errMu.Unlock()
 	e.state.Store(uint32(s))
@@ -326,10 +328,16 @@ func (*endpoint) ModerateRecvBuf(int) {}
 func (e *endpoint) SocketOptions() *tcpip.SocketOptions { return &e.ops }
 
 // LastError implements tcpip.Endpoint and SocketOptionsHandler: it
-// returns and clears the pending error (SO_ERROR).
+// returns and clears the pending error (SO_ERROR): the connection's error
+// first, which is then reported once (a later Read sees end of stream), as
+// gVisor's TCP and Linux (sk_err) do.
 func (e *endpoint) LastError() tcpip.Error {
 	e.errMu.Lock()
 	defer e.errMu.Unlock()
+	if err := e.hardErr; err != nil {
+		e.hardErr = nil
+		return err
+	}
 	err := e.lastErr
 	e.lastErr = nil
 	return err

@@ -397,6 +397,7 @@ func (sh *shard) startConnect(now monotime.Time, e *endpoint) {
 	c.tsOK = true // offered; kept only if the SYN-ACK echoes it
 	c.tsOffset = sh.p.sec.tsOffset(c.id)
 	c.rcvWS = windowShift(e.rcvBufSize())
+	c.userMSS = int(e.userMSS.Load())
 	c.mss = c.localMSS()
 	c.cc.Init(c.mss)
 	c.rttTiming, c.rttStart = true, now

@@ -27,6 +27,9 @@ func (sh *shard) handleSegment(now monotime.Time, in *inSeg) {
 		sh.stats.ResetsReceived++
 	}
 	c := sh.flows[in.id]
+	if c != nil && sh.orphanedEmbryo(c) {
+		c = nil // its listener was closed: as if it never existed
+	}
 	if c == nil {
 		l := sh.p.listeners.lookup(s.netProto, s.id.LocalAddress, s.id.LocalPort)
 		if l != nil {
@@ -48,6 +51,18 @@ func (sh *shard) handleSegment(now monotime.Time, in *inSeg) {
 		c.oooFin = false
 		sh.receiveFin(now, c)
 	}
+}
+
+// orphanedEmbryo destroys a passive SYN-RECEIVED connection whose listener
+// was closed: in RFC 9293 it is the listen's own TCB, deleted by CLOSE
+// (§3.10.4), so it sends nothing more and a late segment meets CLOSED.
+func (sh *shard) orphanedEmbryo(c *conn) bool {
+	if c.state != StateSynRecv || c.active || c.listener == nil || !c.listener.closed.Load() {
+		return false
+	}
+	sh.setState(c, StateClose)
+	sh.destroy(c)
+	return true
 }
 
 // closedInput is RFC 9293 §3.10.7.1: no connection. A reset answers
@@ -74,10 +89,10 @@ func (sh *shard) listenInput(now monotime.Time, l *listener, s *segment, hash ui
 		return
 	case !s.has(wire.FlagSYN):
 		return
-	case s.has(wire.FlagFIN):
-		// Deviation: a SYN carrying FIN is discarded, as Linux does.
-		return
 	}
+	// A SYN-FIN is a SYN (RFC 9293 §3.10.7.2 third, as gVisor): other
+	// controls and text wait for SYN-RECEIVED, where a segment without ACK
+	// is dropped, so the FIN is never processed.
 	if !l.reserve() {
 		sh.stats.ListenOverflowSynDrop++
 		return
@@ -107,6 +122,7 @@ func (sh *shard) listenInput(now monotime.Time, l *listener, s *segment, hash ui
 	c.sndNxt = c.iss + 1
 	c.sndMax = c.sndNxt
 	c.sndBase = c.iss + 1
+	c.userMSS = int(lep.userMSS.Load())
 	c.negotiate(now, s, sh.p.sec.tsOffset(c.id), int(lep.ops.GetReceiveBufferSize()), true)
 	c.sndWnd = seqnum.Size(s.wnd) // RFC 7323 §2.2: a SYN's window is never scaled.
 	c.sndWL1, c.sndWL2 = s.seq, c.iss
@@ -151,7 +167,9 @@ func (c *conn) negotiate(now monotime.Time, s *segment, tsOffset uint32, rcvBuf 
 	if c.tsOK {
 		c.mss -= 12 // RFC 6691: options come out of the MSS.
 	}
-	c.mss = max(c.mss, 64)
+	// A floor against tiny-segment floods (Linux tcp_min_snd_mss, the
+	// CVE-2019-11479 fix); above it MUST-16 holds: never exceed the peer's MSS.
+	c.mss = max(c.mss, minSendMSS)
 	c.cc.Init(c.mss)
 	c.rcvNxtInit(rcvBuf)
 }
@@ -161,12 +179,17 @@ func (c *conn) rcvNxtInit(rcvBuf int) {
 	c.rcvAdv = c.rcvNxt.Add(seqnum.Size(min(rcvBuf, 0xffff)))
 }
 
-// localMSS is what the route lets us receive: MTU less IP and TCP headers.
+// localMSS is what the route lets us receive: MTU less IP and TCP headers,
+// bounded by TCP_MAXSEG (announced in our SYN and capping the send MSS).
 func (c *conn) localMSS() int {
-	if c.route == nil {
-		return defaultMSSv4
+	m := defaultMSSv4
+	if c.route != nil {
+		m = int(c.route.MTU()) - wire.HeaderLen
 	}
-	return int(c.route.MTU()) - wire.HeaderLen
+	if c.userMSS > 0 {
+		m = min(m, c.userMSS)
+	}
+	return m
 }
 
 // windowShift is the smallest RFC 7323 §2.3 shift that lets a 16-bit
@@ -345,8 +368,14 @@ func (sh *shard) input(now monotime.Time, c *conn, s *segment) {
 		c.tsRecent = s.opt.TSVal
 		c.tsRecentAge = now
 	}
-	// Fourth: SYN (RFC 5961 §4: challenge ACK in any synchronized state).
+	// Fourth: SYN. In SYN-RECEIVED of a passive open it returns the
+	// connection to LISTEN (RFC 9293 §3.10.7.4): forget the child, send
+	// nothing. Otherwise RFC 5961 §4: a challenge ACK.
 	if s.has(wire.FlagSYN) {
+		if c.state == StateSynRecv && !c.active {
+			sh.destroy(c)
+			return
+		}
 		if sh.challengeOK(now) {
 			c.ackNow = true
 			c.wake(sh)
@@ -403,6 +432,12 @@ func (sh *shard) input(now monotime.Time, c *conn, s *segment) {
 			sh.receiveFin(now, c)
 		case c.rcvNxt.LessThan(fin):
 			c.oooFin, c.oooFinQ = true, fin
+			if len(s.payload) == 0 {
+				// Out of order like data: a duplicate ACK at once (RFC
+				// 5681 §4.2; receiveData sent it if text came along).
+				sh.sendACK(now, c)
+				c.wake(sh)
+			}
 		}
 	}
 }
@@ -469,8 +504,9 @@ func (sh *shard) processACK(now monotime.Time, c *conn, s *segment) bool {
 		}
 		c.wake(sh)
 	}
-	// Window update (RFC 9293 §3.10.7.4, SND.WL1/SND.WL2).
-	if c.sndWL1.LessThan(s.seq) || (c.sndWL1 == s.seq && c.sndWL2.LessThanEq(ack)) {
+	// Window update (RFC 9293 §3.10.7.4, fifth check): only from an
+	// acceptable ACK (SND.UNA =< SEG.ACK), then by SND.WL1/SND.WL2.
+	if !ack.LessThan(c.sndUna) && (c.sndWL1.LessThan(s.seq) || (c.sndWL1 == s.seq && c.sndWL2.LessThanEq(ack))) {
 		if wnd > c.sndWnd {
 			c.wake(sh)
 		}
@@ -557,7 +593,7 @@ func (sh *shard) newAck(now monotime.Time, c *conn, s *segment, ack seqnum.Value
 
 // receiveData is the seventh check: text at seq.
 func (sh *shard) receiveData(now monotime.Time, c *conn, seq seqnum.Value, data []byte) {
-	if c.ep == nil || c.ep.rcvShut.Load() {
+	if c.ep == nil {
 		return
 	}
 	if seq.LessThan(c.rcvNxt) {
@@ -590,25 +626,36 @@ func (sh *shard) receiveData(now monotime.Time, c *conn, seq seqnum.Value, data 
 		c.wake(sh)
 		return
 	}
-	n := c.ep.rcvq.Write(data)
+	deliver := c.ep.rcvq.Write
+	if c.ep.rcvShut.Load() {
+		// After shutdown(SHUT_RD) text is still acknowledged, then
+		// discarded (as Linux and gVisor): dropping it unacknowledged
+		// would leave the peer retransmitting until it gives up.
+		deliver = discard
+	}
+	n := deliver(data)
 	c.rcvNxt = c.rcvNxt.Add(seqnum.Size(n))
 	if !c.reasm.Empty() {
 		// Filling a hole: ACK at once (RFC 5681 §4.2).
-		c.rcvNxt = c.reasm.Pop(c.rcvNxt, c.ep.rcvq.Write)
+		c.rcvNxt = c.reasm.Pop(c.rcvNxt, deliver)
 		c.ackNow = true
 	}
 	c.notify |= waiter.ReadableEvents
 	c.unacked += n
 	c.ackPending = true
 	// RFC 9293 §3.8.6.3 / RFC 1122 §4.2.3.2: ACK every second full-sized
-	// segment, otherwise within the delayed-ACK time.
-	if c.unacked >= 2*c.mss {
+	// segment, otherwise within the delayed-ACK time; TCP_QUICKACK (kept
+	// on until cleared, as the socket option reads) turns the delay off.
+	if c.unacked >= 2*c.mss || c.ep.ops.GetQuickAck() {
 		c.ackNow = true
 	} else if c.delackAt == 0 {
 		c.delackAt = now.Add(delayedACKTimeout)
 	}
 	c.wake(sh)
 }
+
+// discard consumes text nobody will read.
+func discard(b []byte) int { return len(b) }
 
 // receiveFin is the eighth check: the FIN at RCV.NXT.
 func (sh *shard) receiveFin(now monotime.Time, c *conn) {

@@ -45,10 +45,23 @@ func (sh *shard) setState(c *conn, s State) {
 
 // establish completes an active open (SYN-SENT or simultaneous open).
 func (sh *shard) establish(now monotime.Time, c *conn) {
+	c.afterHandshake()
 	sh.setState(c, StateEstablished)
 	c.lastRcv = now
 	c.notify |= waiter.WritableEvents
 	c.wake(sh)
+}
+
+// afterHandshake applies what a retransmitted SYN or SYN-ACK implies once
+// the connection is established: the RTO restarts at 3 s if no RTT sample
+// was possible (RFC 6298 §5.7) and the initial window is one segment (RFC
+// 5681 §3.1).
+func (c *conn) afterHandshake() {
+	if c.synTries == 0 {
+		return
+	}
+	c.rtt.Restart(synLossRTO)
+	c.cc.OnSynLoss()
 }
 
 // establishPassive completes a passive open: the child gets its endpoint
@@ -59,6 +72,7 @@ func (sh *shard) establishPassive(now monotime.Time, c *conn) bool {
 		sh.establish(now, c)
 		return true
 	}
+	c.afterHandshake()
 	l := c.listener
 	ep := newChildEndpoint(l.ep, sh, c)
 	c.ep = ep

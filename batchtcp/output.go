@@ -47,6 +47,7 @@ func (c *conn) publishInfo() {
 	e.infoRTTVar.Store(int64(c.rtt.RTTVar()))
 	e.infoRTO.Store(int64(c.rtt.RTO()))
 	mss := uint64(max(c.mss, 1))
+	e.infoMSS.Store(int32(c.mss))
 	e.infoCwnd.Store(uint64(c.cc.Window())/mss<<32 | min(uint64(c.cc.Ssthresh())/mss, 0xffffffff))
 	e.infoCC.Store(uint32(ccState(c.cc.State())))
 }
@@ -328,9 +329,13 @@ func (sh *shard) replyReset(s *segment, seq, ack seqnum.Value, flags uint8) {
 	sh.write(r, sh.p.hasher.hashID(s.id), &h, &o, buffer.Buffer{})
 }
 
-// sendReset sends a RST on a connection (ABORT, RFC 9293 §3.10.5).
+// sendReset sends a RST on a connection (ABORT, RFC 9293 §3.10.5), with
+// timestamps once negotiated (RFC 7323 §3.2, as Linux).
 func (sh *shard) sendReset(now monotime.Time, c *conn) {
 	o := wire.Options{WS: -1}
+	if c.tsOK {
+		o.HasTS, o.TSVal, o.TSEcr = true, c.tsVal(now), c.tsRecent
+	}
 	h := wire.Header{SrcPort: c.id.LocalPort, DstPort: c.id.RemotePort, Seq: uint32(c.sndMax), Ack: uint32(c.rcvNxt), Flags: wire.FlagRST | wire.FlagACK}
 	if c.state == StateSynSent {
 		return

@@ -21,6 +21,9 @@ const (
 	// RFC 6298 §2.1 initial RTO (1 s); §2.4 recommends a 1 s minimum, Linux
 	// and gVisor use 200 ms; §2.5 maximum of at least 60 s (gVisor 120 s).
 	initialRTO = time.Second
+	// synLossRTO is RFC 6298 §5.7's RTO once data starts after a SYN
+	// timeout without an RTT sample.
+	synLossRTO = 3 * time.Second
 	minRTO     = 200 * time.Millisecond
 	maxRTO     = 120 * time.Second
 	// maxRetries is the RTO expirations before the connection is dropped
@@ -50,6 +53,8 @@ const (
 
 	// defaultMSS when the peer sends no MSS option (RFC 9293 §3.7.1).
 	defaultMSSv4 = 536
+	// minSendMSS is the smallest send MSS used whatever the peer says.
+	minSendMSS   = 48
 	defaultMSSv6 = 1220
 	// maxWindowShift is RFC 7323 §2.3's limit.
 	maxWindowShift = 14

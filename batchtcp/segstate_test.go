@@ -96,11 +96,16 @@ func TestListenSYNNoOptions(t *testing.T) {
 	}
 }
 
-// Deviation (as Linux): a SYN carrying FIN to a listener is discarded.
-func TestListenSYNFINDropped(t *testing.T) {
+// RFC 9293 §3.10.7.2 third (and gVisor): a SYN carrying FIN to a listener
+// is a SYN; the FIN is not processed (it would wait for SYN-RECEIVED, where
+// a segment without ACK is dropped), so the SYN-ACK acknowledges the SYN only.
+func TestListenSYNFINIsSYN(t *testing.T) {
 	h, _ := listen(t)
 	h.inject(seg{src: 5000, dst: listenPort, flags: fSYN | fFIN, seq: 100, wnd: 100})
-	h.recvNothing()
+	s := h.recv()
+	if s.flags != fSYN|fACK || s.ack != 101 {
+		t.Fatalf("got %v, want SYN-ACK ack=101", s)
+	}
 }
 
 // A full backlog drops the SYN (as Linux and gVisor), counted in

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/waiter"
 
 	"github.com/xdptcp/xdptcp/batchtcp/internal/congestion"
@@ -121,10 +122,12 @@ func (e *endpoint) SetSockOptInt(opt tcpip.SockOptInt, v int) tcpip.Error {
 		}
 		e.kaCnt.Store(int32(v))
 	case tcpip.MaxSegOption:
-		// TCP_MAXSEG before connect: accepted (the route's MTU bounds it).
-		if v < 0 {
+		// TCP_MAXSEG: bounds the MSS announced in the SYN and the send
+		// MSS of connections made after it (tcp(7)); gVisor's range.
+		if v < header.TCPMinimumMSS || v > header.TCPMaximumMSS {
 			return &tcpip.ErrInvalidOptionValue{}
 		}
+		e.userMSS.Store(int32(v))
 	case tcpip.TCPSynCountOption, tcpip.TCPWindowClampOption, tcpip.IPv4TOSOption,
 		tcpip.IPv6TrafficClassOption, tcpip.MTUDiscoverOption, tcpip.IPv4TTLOption,
 		tcpip.IPv6HopLimitOption:
@@ -142,6 +145,14 @@ func (e *endpoint) GetSockOptInt(opt tcpip.SockOptInt) (int, tcpip.Error) {
 	case tcpip.SendQueueSizeOption:
 		return e.sndq.Len(), nil
 	case tcpip.MaxSegOption:
+		// The connection's send MSS once it has one (tcp(7); gVisor
+		// answers 536 there), else TCP_MAXSEG's value or the default.
+		if m := e.infoMSS.Load(); m > 0 {
+			return int(m), nil
+		}
+		if m := e.userMSS.Load(); m > 0 {
+			return int(m), nil
+		}
 		return defaultMSSv4, nil
 	case tcpip.TCPSynCountOption:
 		return int(e.p.options().synRetries), nil

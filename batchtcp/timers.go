@@ -15,6 +15,9 @@ func (sh *shard) onTimer(now monotime.Time, c *conn) {
 	if c.owner != sh {
 		sh.stats.OwnershipViolations++
 	}
+	if sh.orphanedEmbryo(c) {
+		return
+	}
 	if c.closeAt != 0 && c.closeAt <= now {
 		// TIME-WAIT's 2 MSL (RFC 9293 §3.10.7.4) or an orphaned
 		// FIN-WAIT-2's limit has passed.
@@ -151,6 +154,13 @@ func (sh *shard) onKeepalive(now monotime.Time, c *conn) {
 	// tcp_keepalive_timer does.
 	if at := c.lastRcv.Add(c.ep.kaIdle()); c.kaProbes == 0 && now < at {
 		c.kaAt = at
+		return
+	}
+	// RFC 9293 §3.8.4 (MUST-26): no keep-alive while sent data is
+	// outstanding (the retransmission timer watches the peer then);
+	// look again an idle time later, as Linux does.
+	if c.sndUna != c.sndMax {
+		c.kaAt = now.Add(c.ep.kaIdle())
 		return
 	}
 	if c.kaProbes >= c.ep.kaCount() {

@@ -109,10 +109,10 @@ func runConform(args []string, stdout, stderr io.Writer) error {
 	bad := 0
 	for _, r := range rows {
 		for j, res := range r.Results {
-			if res.Status == runner.Pass {
+			if res.Status == runner.Pass || res.Status == runner.NotApplicable {
 				continue
 			}
-			if cols[j].Stack == runner.BatchTCP && res.Status != runner.Unsupported && !xfail(r.File) {
+			if cols[j].Stack == runner.BatchTCP && res.Status != runner.Unsupported && res.Status != runner.NotApplicable && !xfail(r.File) {
 				bad++
 			}
 			if *verbose {
@@ -123,8 +123,8 @@ func runConform(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "%d scripts\n", len(rows))
 	for j, c := range cols {
 		n := runner.Counts(rows, j)
-		fmt.Fprintf(stdout, "  %-16s %s: %4d pass %4d fail %4d unsupported %4d parse errors\n",
-			c, c.Mode, n[runner.Pass], n[runner.Fail], n[runner.Unsupported], n[runner.ParseError])
+		fmt.Fprintf(stdout, "  %-16s %s: %4d pass %4d fail %4d unsupported %4d parse errors %4d n/a\n",
+			c, c.Mode, n[runner.Pass], n[runner.Fail], n[runner.Unsupported], n[runner.ParseError], n[runner.NotApplicable])
 	}
 	if *report != "" {
 		f, err := os.Create(*report)

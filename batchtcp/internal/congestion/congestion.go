@@ -78,6 +78,9 @@ type Controller interface {
 	// OnIdleRestart: sending resumes after an idle period longer than the
 	// RTO (RFC 5681 §4.1).
 	OnIdleRestart()
+	// OnSynLoss: the SYN or SYN-ACK had to be retransmitted; the initial
+	// window is one segment (RFC 5681 §3.1, RFC 6928 §2).
+	OnSynLoss()
 }
 
 // InitialWindow is IW, RFC 6928 §2: min(10*MSS, max(2*MSS, 14600)).

@@ -176,6 +176,10 @@ func (n *NewReno) OnRetransmitTimeout(flight int, sndNxt seqnum.Value) {
 	n.bytesAcked = 0
 }
 
+// OnSynLoss sets cwnd to one segment (RFC 5681 §3.1: "MUST be one
+// segment" after a lost SYN or SYN-ACK).
+func (n *NewReno) OnSynLoss() { n.cwnd = n.mss }
+
 // OnIdleRestart applies RFC 5681 §4.1: cwnd = RW = min(IW, cwnd).
 func (n *NewReno) OnIdleRestart() {
 	n.cwnd = min(n.cwnd, InitialWindow(n.mss))

@@ -99,6 +99,16 @@ func (e *Estimator) RTTVar() time.Duration { return e.rttvar }
 // HasSample reports whether any sample has been taken.
 func (e *Estimator) HasSample() bool { return e.hasSample }
 
+// Restart forgets the backoff and, without a sample, starts again from
+// initial: RFC 6298 §5.7 (3 s once the handshake completes after a SYN
+// timeout).
+func (e *Estimator) Restart(initial time.Duration) {
+	e.backoffs = 0
+	if !e.hasSample {
+		e.initial = initial
+	}
+}
+
 // SetBounds changes the RTO's lower and upper limits (RFC 6298 §2.4-2.5).
 func (e *Estimator) SetBounds(min, max time.Duration) {
 	e.min, e.max = min, max

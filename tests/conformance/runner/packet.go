@@ -568,11 +568,8 @@ func (r *run) match(p *script.Packet, want uint16, o *outSeg) {
 	if p.HasPorts && (o.sport != uint16(p.SrcPort) || o.dport != uint16(p.DstPort)) {
 		r.mismatch("packet", scriptPacket(p), o.String(), "wrong ports")
 	}
-	if !p.HasPorts && r.deflow != nil && r.deflow != f && r.deflow.key.local != 0 {
-		// Packets of other connections are matched only with explicit
-		// ports; the default flow follows the socket under test.
-		r.deflow = f
-	}
+	// The default flow follows the socket under test (listen, connect,
+	// accept), not whatever segment the stack sent last.
 	if r.deflow == nil {
 		r.deflow = f
 	}

@@ -27,7 +27,14 @@ type Row struct {
 	File    string
 	Rule    string // the script's first comment line: which rule it checks
 	Results []*Result
+	// Notes are the script's "// gvisor: ..." comment lines: why gVisor's
+	// TCP does not pass it.
+	Notes []string
 }
+
+// NotApplicable marks a column whose IP version the script does not run in
+// (it pins the other one).
+const NotApplicable Status = "n/a"
 
 // StrictMarker in a script comment asks for strict matching against batchtcp:
 // the script is written for batchtcp's defaults.
@@ -53,7 +60,7 @@ func RunCorpus(files []string, cols []Column, base Config) []Row {
 	for i, f := range files {
 		src, _ := os.ReadFile(f)
 		srcs[i] = src
-		rows[i] = Row{File: f, Rule: Rule(src), Results: make([]*Result, len(cols))}
+		rows[i] = Row{File: f, Rule: Rule(src), Notes: Notes(src, "gvisor:"), Results: make([]*Result, len(cols))}
 	}
 	workers := max(4, 2*runtime.GOMAXPROCS(0))
 	for w := 0; w < workers; w++ {
@@ -66,6 +73,11 @@ func RunCorpus(files []string, cols []Column, base Config) []Row {
 				c.Stack, c.IPVersion, c.Mode = col.Stack, col.IPVersion, col.Mode
 				if srcs[jb.i] == nil {
 					rows[jb.i].Results[jb.j] = &Result{File: files[jb.i], Stack: c.Stack, Status: ParseError, Msg: "unreadable"}
+					continue
+				}
+				if pin := pinnedVersion(srcs[jb.i]); pin != "" && pin != col.IPVersion {
+					rows[jb.i].Results[jb.j] = &Result{File: files[jb.i], Stack: c.Stack, Mode: c.Mode, IPVersion: col.IPVersion,
+						Status: NotApplicable, Msg: "the script pins --ip_version=" + pin}
 					continue
 				}
 				rows[jb.i].Results[jb.j] = RunSource(files[jb.i], srcs[jb.i], c)
@@ -81,6 +93,34 @@ func RunCorpus(files []string, cols []Column, base Config) []Row {
 	wg.Wait()
 	sort.Slice(rows, func(a, b int) bool { return rows[a].File < rows[b].File })
 	return rows
+}
+
+// pinnedVersion returns the IP version a script's option line fixes.
+func pinnedVersion(src []byte) string {
+	for _, v := range []string{"ipv4", "ipv6"} {
+		if bytes.Contains(src, []byte("--ip_version="+v)) {
+			return v
+		}
+	}
+	return ""
+}
+
+// Notes returns the text of the script's comment lines that start with
+// prefix (e.g. "// gvisor: ...").
+func Notes(src []byte, prefix string) []string {
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(src))
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		if !strings.HasPrefix(l, "//") {
+			continue
+		}
+		l = strings.TrimSpace(strings.TrimPrefix(l, "//"))
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, strings.TrimSpace(strings.TrimPrefix(l, prefix)))
+		}
+	}
+	return out
 }
 
 // Rule returns a script's first comment line (without the slashes).
@@ -111,10 +151,10 @@ func Counts(rows []Row, j int) map[Status]int {
 // per script, then the details of every script that did not pass
 // everywhere.
 func Markdown(w io.Writer, rows []Row, cols []Column, root string) {
-	fmt.Fprintf(w, "| configuration | pass | fail | unsupported | parse error |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| configuration | pass | fail | unsupported | parse error | n/a (other IP version) |\n|---|---|---|---|---|---|\n")
 	for j, c := range cols {
 		n := Counts(rows, j)
-		fmt.Fprintf(w, "| %s (%s) | %d | %d | %d | %d |\n", c, c.Mode, n[Pass], n[Fail], n[Unsupported], n[ParseError])
+		fmt.Fprintf(w, "| %s (%s) | %d | %d | %d | %d | %d |\n", c, c.Mode, n[Pass], n[Fail], n[Unsupported], n[ParseError], n[NotApplicable])
 	}
 	fmt.Fprintf(w, "\n| script | rule |")
 	for _, c := range cols {
@@ -135,7 +175,7 @@ func Markdown(w io.Writer, rows []Row, cols []Column, root string) {
 	var diff []Row
 	for _, r := range rows {
 		for _, res := range r.Results {
-			if res.Status != Pass {
+			if res.Status != Pass && res.Status != NotApplicable {
 				diff = append(diff, r)
 				break
 			}
@@ -146,9 +186,13 @@ func Markdown(w io.Writer, rows []Row, cols []Column, root string) {
 	}
 	fmt.Fprintf(w, "\n### Where a configuration did not pass\n\n")
 	for _, r := range diff {
-		fmt.Fprintf(w, "- **%s**\n", rel(root, r.File))
+		fmt.Fprintf(w, "- **%s**", rel(root, r.File))
+		if len(r.Notes) > 0 {
+			fmt.Fprintf(w, " — %s", strings.Join(r.Notes, " "))
+		}
+		fmt.Fprintln(w)
 		for j, res := range r.Results {
-			if res.Status == Pass {
+			if res.Status == Pass || res.Status == NotApplicable {
 				continue
 			}
 			msg := res.Msg
@@ -168,6 +212,8 @@ func mark(s Status) string {
 		return "**FAIL**"
 	case Unsupported:
 		return "unsupported"
+	case NotApplicable:
+		return "–"
 	}
 	return string(s)
 }

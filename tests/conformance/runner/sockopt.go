@@ -17,6 +17,13 @@ const (
 	solIPv6   = 41
 )
 
+// Limits the system-call layer checks before the endpoint sees a value (as
+// Linux's tcp_sock_set_keep* and gVisor's netstack socket layer).
+const (
+	maxKeepSecs = 32767 // MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL
+	maxKeepCnt  = 127   // MAX_TCP_KEEPCNT
+)
+
 // sockoptInt reads the integer in a [N] or N argument.
 func (r *run) sockoptInt(c *script.Call, i int) int64 {
 	e := r.arg(c, i)
@@ -97,16 +104,27 @@ func (r *run) setsockopt(c *script.Call) outcome {
 	case level == solTCP && name == 2: // TCP_MAXSEG
 		return seti(tcpip.MaxSegOption)
 	case level == solTCP && name == 6: // TCP_KEEPCNT
+		if v := r.sockoptInt(c, 3); v < 1 || v > maxKeepCnt {
+			return fail("EINVAL")
+		}
 		return seti(tcpip.KeepaliveCountOption)
 	case level == solTCP && name == 7: // TCP_SYNCNT
 		return seti(tcpip.TCPSynCountOption)
 	case level == solTCP && name == 10: // TCP_WINDOW_CLAMP
 		return seti(tcpip.TCPWindowClampOption)
 	case level == solTCP && name == 4: // TCP_KEEPIDLE
-		o := tcpip.KeepaliveIdleOption(time.Duration(r.sockoptInt(c, 3)) * time.Second)
+		v := r.sockoptInt(c, 3)
+		if v < 1 || v > maxKeepSecs {
+			return fail("EINVAL")
+		}
+		o := tcpip.KeepaliveIdleOption(time.Duration(v) * time.Second)
 		return setopt(&o)
 	case level == solTCP && name == 5: // TCP_KEEPINTVL
-		o := tcpip.KeepaliveIntervalOption(time.Duration(r.sockoptInt(c, 3)) * time.Second)
+		v := r.sockoptInt(c, 3)
+		if v < 1 || v > maxKeepSecs {
+			return fail("EINVAL")
+		}
+		o := tcpip.KeepaliveIntervalOption(time.Duration(v) * time.Second)
 		return setopt(&o)
 	case level == solTCP && name == 8: // TCP_LINGER2
 		o := tcpip.TCPLingerTimeoutOption(time.Duration(r.sockoptInt(c, 3)) * time.Second)

@@ -59,6 +59,9 @@ var errnos = map[string]int64{
 
 // errnoName returns the canonical name of a Linux errno value.
 func errnoName(v int64) string {
+	if v == 0 {
+		return "0"
+	}
 	if v == 11 {
 		return "EAGAIN"
 	}
@@ -111,7 +114,7 @@ func errnoOf(err tcpip.Error) string {
 		return "EADDRINUSE"
 	case *tcpip.ErrBadLocalAddress:
 		return "EADDRNOTAVAIL"
-	case *tcpip.ErrInvalidEndpointState, *tcpip.ErrInvalidOptionValue:
+	case *tcpip.ErrInvalidEndpointState, *tcpip.ErrInvalidOptionValue, *tcpip.ErrAlreadyBound:
 		return "EINVAL"
 	case *tcpip.ErrUnknownProtocolOption:
 		return "ENOPROTOOPT"

@@ -461,26 +461,19 @@ func (r *run) sysConnect(c *script.Call) func() outcome {
 		if s.ep.Readiness(waiter.EventOut|waiter.EventErr|waiter.EventHUp) == 0 {
 			return outcome{blocked: true}
 		}
-		if err := s.ep.LastError(); err != nil {
+		// As gVisor's syscall layer: Connect again to collect the result
+		// (nil once when established, else the error).
+		if err := s.ep.Connect(fa); err != nil {
 			return failErr(err)
 		}
 		return ok(0)
 	}
 }
 
-// limitWriter keeps at most n bytes.
-type limitWriter struct {
-	n   int
-	got int
-}
+// sink counts what a read delivers (the script never looks at the bytes).
+type sink struct{ n int }
 
-func (w *limitWriter) Write(b []byte) (int, error) {
-	if w.got+len(b) > w.n {
-		b = b[:w.n-w.got]
-	}
-	w.got += len(b)
-	return len(b), nil
-}
+func (w *sink) Write(b []byte) (int, error) { w.n += len(b); return len(b), nil }
 
 func (r *run) sysRead(c *script.Call) func() outcome {
 	s, o, okk := r.fd(c, 0)
@@ -497,7 +490,7 @@ func (r *run) sysRead(c *script.Call) func() outcome {
 	}
 	nonblock := s.nonblock || flags&0x40 != 0
 	return func() outcome {
-		w := &limitWriter{n: int(n)}
+		w := &tcpip.LimitedWriter{W: &sink{}, N: n}
 		res, err := s.ep.Read(w, tcpip.ReadOptions{Peek: flags&0x2 != 0})
 		if err != nil {
 			switch err.(type) {
@@ -665,8 +658,10 @@ func (r *run) sysPoll(c *script.Call) func() outcome {
 			if p.s == nil {
 				revs[i] = 0x20 // POLLNVAL
 			} else {
+				// As poll(2): only the requested events, plus POLLERR
+				// and POLLHUP, which are always reported.
 				mask := waiter.EventMask(p.events) | waiter.EventErr | waiter.EventHUp
-				revs[i] = int64(p.s.ep.Readiness(mask))
+				revs[i] = int64(p.s.ep.Readiness(mask) & mask)
 			}
 			if revs[i] != 0 {
 				ready++

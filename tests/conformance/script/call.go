@@ -10,6 +10,7 @@ var knownCalls = map[string]bool{
 	"readv": true, "writev": true, "recvmsg": true, "sendmsg": true, "close": true,
 	"shutdown": true, "fcntl": true, "getsockopt": true, "setsockopt": true, "ioctl": true,
 	"poll": true, "epoll_create": true, "epoll_ctl": true, "epoll_wait": true,
+	"getsockname": true, "getpeername": true, "accept4": true,
 }
 
 var unsupportedCalls = map[string]bool{
