@@ -14,7 +14,7 @@ import (
 // TestSmoke runs every workload for about 200 ms per configuration in one
 // round and checks that the numbers are sane. It asserts no speed.
 func TestSmoke(t *testing.T) {
-	s := Settings{Workloads: WorkloadNames, Duration: 200 * time.Millisecond, Rounds: 1, Clients: 16}
+	s := Settings{Workloads: WorkloadNames, Duration: 200 * time.Millisecond, Rounds: 1, Clients: []int{16, 64}}
 	var log strings.Builder
 	rep, err := Run(s, &log)
 	t.Logf("progress:\n%s", log.String())

@@ -52,7 +52,7 @@ type Settings struct {
 	Workloads []string      `json:"workloads"`
 	Duration  time.Duration `json:"duration_ns"` // per workload (per sub-run), per configuration, per round
 	Rounds    int           `json:"rounds"`
-	Clients   int           `json:"clients"` // short's concurrent clients
+	Clients   []int         `json:"clients"` // short's concurrent clients, one sub-run each
 }
 
 // Sample is one workload run in one configuration in one round.
@@ -113,7 +113,7 @@ type Machine struct {
 // fails is recorded with its error and the run goes on; the returned error
 // names the first failure.
 func Run(s Settings, progress io.Writer) (*Report, error) {
-	if s.Rounds < 1 || s.Duration <= 0 || s.Clients < 1 {
+	if s.Rounds < 1 || s.Duration <= 0 || len(s.Clients) == 0 || slices.Min(s.Clients) < 1 {
 		return nil, fmt.Errorf("bench: rounds, duration and clients must be positive")
 	}
 	host, _ := os.Hostname()
@@ -160,9 +160,9 @@ func brief(s Sample) string {
 }
 
 // RunWorkload runs workload w once on a fresh stack pair per sub-run and
-// returns its metrics. d is the duration of each sub-run; clients is
-// short's concurrency.
-func RunWorkload(w string, tr adapter.Transport, d time.Duration, clients int) ([]Metric, []any, error) {
+// returns its metrics. d is the duration of each sub-run; clients are
+// short's concurrencies (one sub-run each; allocs uses the first).
+func RunWorkload(w string, tr adapter.Transport, d time.Duration, clients []int) ([]Metric, []any, error) {
 	var (
 		ms  []Metric
 		raw []any
@@ -178,12 +178,16 @@ func RunWorkload(w string, tr adapter.Transport, d time.Duration, clients int) (
 	var err error
 	switch w {
 	case "short":
-		err = withPair(func(p *Pair) error {
-			r, err := Short(p, Opts{Duration: d, Clients: clients})
-			raw = append(raw, r)
-			ms = append(ms, shortMetrics(fmt.Sprintf("short c=%d", clients), r)...)
-			return err
-		})
+		for _, n := range clients {
+			if err = withPair(func(p *Pair) error {
+				r, err := Short(p, Opts{Duration: d, Clients: n})
+				raw = append(raw, r)
+				ms = append(ms, shortMetrics(fmt.Sprintf("short c=%d", n), r)...)
+				return err
+			}); err != nil {
+				break
+			}
+		}
 	case "bulk":
 		for _, n := range []int{1, 8} {
 			if err = withPair(func(p *Pair) error {
@@ -208,7 +212,7 @@ func RunWorkload(w string, tr adapter.Transport, d time.Duration, clients int) (
 		}
 	case "allocs":
 		err = withPair(func(p *Pair) error {
-			r, err := Short(p, Opts{Duration: d / 2, Clients: clients})
+			r, err := Short(p, Opts{Duration: d / 2, Clients: clients[0]})
 			raw = append(raw, r)
 			ms = append(ms, AllocsPerConn(r)...)
 			return err
