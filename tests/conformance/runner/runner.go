@@ -242,6 +242,7 @@ type run struct {
 	outq    []*outSeg
 	trace   trace
 	fds     map[int64]*sock
+	curFD   int64 // the socket under test: the last socket() or accept()
 	pending *pendingCall
 	wake    int64 // set by a blocked call's attempt: when to retry it
 
@@ -447,7 +448,12 @@ func (r *run) event(ev *script.Event) {
 		r.last = start
 		r.command(ev.Command)
 	case script.EventCode:
-		r.unsupported("%%{ }%% code blocks are not supported (TCP_INFO assertions: use getsockopt)")
+		if ev.Code.Unsupported != "" {
+			r.unsupported("%s", ev.Code.Unsupported)
+		}
+		r.advanceTo(start)
+		r.last = start
+		r.code(ev.Code)
 	}
 }
 

@@ -216,3 +216,23 @@ func FuzzRunSource(f *testing.F) {
 		}
 	})
 }
+
+// %{ }% blocks of simple TCP_INFO assertions are evaluated on the socket
+// under test; other Python is unsupported.
+func TestPythonAsserts(t *testing.T) {
+	r := run1(t, BatchTCP, Relaxed, handshake+`
++0 %{ assert tcpi_state == TCP_ESTABLISHED, tcpi_state
+assert tcpi_rto >= 200000 }%
+`)
+	if r.Status != Pass {
+		t.Errorf("%s", r.Report())
+	}
+	r = run1(t, BatchTCP, Relaxed, handshake+"+0 %{ assert tcpi_state == TCP_CLOSE }%\n")
+	if r.Status != Fail || !strings.Contains(r.Msg, "assertion failed") {
+		t.Errorf("want an assertion failure, got %s", r.Report())
+	}
+	r = run1(t, BatchTCP, Relaxed, handshake+"+0 %{ print(tcpi_rto) }%\n")
+	if r.Status != Unsupported {
+		t.Errorf("want unsupported, got %s", r.Report())
+	}
+}

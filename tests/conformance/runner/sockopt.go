@@ -265,25 +265,8 @@ func (r *run) tcpInfo(c *script.Call, ep tcpip.Endpoint) outcome {
 		r.failf("TCP_INFO takes a struct of tcpi_* fields")
 	}
 	for _, f := range e.Fields {
-		var got int64
-		switch f.Name {
-		case "tcpi_state":
-			got = int64(info.State)
-		case "tcpi_ca_state":
-			got = int64(info.CcState)
-		case "tcpi_rto":
-			got = info.RTO.Microseconds()
-		case "tcpi_rtt":
-			got = info.RTT.Microseconds()
-		case "tcpi_rttvar":
-			got = info.RTTVar.Microseconds()
-		case "tcpi_snd_cwnd":
-			got = int64(info.SndCwnd)
-		case "tcpi_snd_ssthresh":
-			got = int64(info.SndSsthresh)
-		case "tcpi_reordering":
-			got = b2i64(info.ReorderSeen)
-		default:
+		got, ok := tcpiField(&info, f.Name)
+		if !ok {
 			r.unsupported("TCP_INFO field %s is not available from tcpip.TCPInfoOption", f.Name)
 		}
 		want, err := r.intOf(&f.Value)

@@ -330,6 +330,7 @@ func (r *run) sysSocket(c *script.Call) outcome {
 		return failErr(terr)
 	}
 	r.fds[want] = &sock{ep: ep, wq: wq, nonblock: nonblock, proto: proto}
+	r.curFD = want
 	return ok(want)
 }
 
@@ -417,6 +418,7 @@ func (r *run) sysAccept(c *script.Call) func() outcome {
 			r.failf("descriptor %d is already open", want)
 		}
 		r.fds[want] = &sock{ep: ep, wq: wq, proto: s.proto}
+		r.curFD = want
 		if ra, err := ep.GetRemoteAddress(); err == nil {
 			r.deflow = r.flowFor(r.localPort(r.fds[want]), ra.Port, ra.Addr)
 		}

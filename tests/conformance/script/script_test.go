@@ -176,7 +176,7 @@ func TestEvents(t *testing.T) {
 			Command: &Command{Line: 1, Text: "tc qdisc add dev tun0 root fq",
 				Unsupported: "command not supported (only sysctl -w|-q name=value): tc qdisc add dev tun0 root fq"}}},
 		{"python", "+0 %{ assert tcpi_rto == 1000000 }%", Event{Line: 1, Time: rel(0), Kind: EventCode,
-			Code: &Code{Line: 1, Text: "assert tcpi_rto == 1000000", Unsupported: "%{ }% python code blocks are not supported"}}},
+			Code: &Code{Line: 1, Text: "assert tcpi_rto == 1000000"}}},
 		{"udp unsupported", "+0 < udp (10)\n+0 close(3) = 0", pktEv(1, rel(0), Packet{Dir: Inbound, Unsupported: "UDP packets are not supported"})},
 		{"icmp unsupported", "+0 > icmp unreachable frag_needed mtu 1200 [1:1461(1460)]", pktEv(1, rel(0), Packet{Dir: Outbound, Unsupported: "ICMP packets are not supported"})},
 	}
