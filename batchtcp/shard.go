@@ -136,6 +136,13 @@ func (sh *shard) batch(segs []inSeg, eps []*endpoint, timers bool) {
 			sh.onTimer(now, c)
 		})
 	}
+	// Counters of the input phase (a refused connect, a reset) are
+	// published before the output pass wakes the applications, so one that
+	// wakes sees them; the rest follow at the batch's end.
+	if len(sh.dirty) > 0 {
+		tcpStats := sh.p.stack.Stats().TCP
+		sh.stats.publish(&sh.prevStats, &tcpStats)
+	}
 	// Output: one pass per connection touched in this batch.
 	for i := 0; i < len(sh.dirty); i++ {
 		c := sh.dirty[i]
