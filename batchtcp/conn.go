@@ -68,7 +68,8 @@ type conn struct {
 	rttSeq    seqnum.Value
 	rttStart  monotime.Time
 	backoffs  int
-	cc        congestion.Controller
+	cc        congestion.Controller // &reno unless another algorithm is chosen
+	reno      congestion.NewReno    // held inline: no allocation per connection
 	lastSend  monotime.Time
 	dupAcks   int
 
@@ -103,8 +104,13 @@ type conn struct {
 func (c *conn) reset() {
 	q := c.reasm
 	q.Reset()
-	cc := c.cc
-	*c = conn{reasm: q, cc: cc}
+	*c = conn{reasm: q}
+	c.init()
+}
+
+// init points a fresh conn's congestion control and timer at itself.
+func (c *conn) init() {
+	c.cc = &c.reno
 	c.timer.Owner = c
 }
 

@@ -167,8 +167,8 @@ func (e *endpoint) Connect(addr tcpip.FullAddress) tcpip.Error {
 	e.id.RemotePort = addr.Port
 	h := e.p.hasher.hashID(e.id)
 	sh := e.p.shards[e.p.hasher.shardOf(h)]
-	c := &conn{cc: newCC()}
-	c.timer.Owner = c
+	c := &conn{}
+	c.init()
 	c.ep = e
 	c.id = e.id
 	c.hash = h

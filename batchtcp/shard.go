@@ -9,7 +9,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/waiter"
 
-	"github.com/xdptcp/xdptcp/batchtcp/internal/congestion"
 	"github.com/xdptcp/xdptcp/batchtcp/internal/monotime"
 	"github.com/xdptcp/xdptcp/batchtcp/internal/timerwheel"
 )
@@ -234,8 +233,8 @@ func (sh *shard) newConn() *conn {
 		sh.free = sh.free[:n-1]
 		c.reset()
 	} else {
-		c = &conn{cc: congestion.NewNewReno()}
-		c.timer.Owner = c
+		c = &conn{}
+		c.init()
 	}
 	return c
 }

@@ -6,11 +6,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/waiter"
-
-	"github.com/xdptcp/xdptcp/batchtcp/internal/congestion"
 )
-
-func newCC() congestion.Controller { return congestion.NewNewReno() }
 
 // sendBufferLimits and receiveBufferLimits feed SO_SNDBUF/SO_RCVBUF
 // clamping from the protocol's ranges, as gVisor's TCP does.

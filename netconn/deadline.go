@@ -11,12 +11,13 @@ import (
 )
 
 // deadline is one direction's deadline. ns is read without the lock on
-// every call; changed is made only when a caller blocks, and closed when
-// the deadline is set so blocked callers re-check it.
+// every call. While a caller is blocked, wake is its waiter's channel: set
+// sends on it so the caller re-checks (a spurious wake-up at worst), and no
+// channel is made per wait.
 type deadline struct {
-	ns      atomic.Int64 // UnixNano of the deadline; 0: none
-	mu      sync.Mutex
-	changed chan struct{}
+	ns   atomic.Int64 // UnixNano of the deadline; 0: none
+	mu   sync.Mutex
+	wake chan struct{}
 }
 
 func (d *deadline) set(t time.Time) {
@@ -27,11 +28,13 @@ func (d *deadline) set(t time.Time) {
 			ns = 1
 		}
 	}
-	d.mu.Lock()
 	d.ns.Store(ns)
-	if d.changed != nil {
-		close(d.changed)
-		d.changed = nil
+	d.mu.Lock()
+	if d.wake != nil {
+		select {
+		case d.wake <- struct{}{}:
+		default:
+		}
 	}
 	d.mu.Unlock()
 }
@@ -42,14 +45,35 @@ func (d *deadline) expired() bool {
 	return ns != 0 && time.Now().UnixNano() >= ns
 }
 
-// watch returns the current deadline and a channel closed when it changes.
-func (d *deadline) watch() (int64, <-chan struct{}) {
+// watch makes ch the channel set wakes and returns the current deadline.
+func (d *deadline) watch(ch chan struct{}) int64 {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.changed == nil {
-		d.changed = make(chan struct{})
+	d.wake = ch
+	d.mu.Unlock()
+	return d.ns.Load()
+}
+
+func (d *deadline) unwatch() {
+	d.mu.Lock()
+	d.wake = nil
+	d.mu.Unlock()
+}
+
+// timers are reused across waits (Go 1.23+ timers: after Stop no stale
+// value is received, so a stopped timer can be Reset by the next user).
+var timers sync.Pool
+
+func getTimer(d time.Duration) *time.Timer {
+	if t, ok := timers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
 	}
-	return d.ns.Load(), d.changed
+	return time.NewTimer(d)
+}
+
+func putTimer(t *time.Timer) {
+	t.Stop()
+	timers.Put(t)
 }
 
 // eventWaiter waits for events on one endpoint's queue for one direction. Its
@@ -86,25 +110,24 @@ func (w *eventWaiter) unregister() {
 }
 
 // wait blocks until an event, a deadline change (nil: retry), the deadline
-// (os.ErrDeadlineExceeded) or done (net.ErrClosed). The timer exists only
+// (os.ErrDeadlineExceeded) or done (net.ErrClosed). A pooled timer runs only
 // while blocked.
 func (w *eventWaiter) wait(d *deadline, done <-chan struct{}) error {
 	w.register()
-	ns, changed := d.watch()
+	ns := d.watch(w.ch)
+	defer d.unwatch()
 	var timeout <-chan time.Time
 	if ns != 0 {
 		dur := time.Until(time.Unix(0, ns))
 		if dur <= 0 {
 			return os.ErrDeadlineExceeded
 		}
-		t := time.NewTimer(dur)
-		defer t.Stop()
+		t := getTimer(dur)
+		defer putTimer(t)
 		timeout = t.C
 	}
 	select {
-	case <-w.ch:
-		return nil
-	case <-changed:
+	case <-w.ch: // an event or a deadline change: the caller re-checks
 		return nil
 	case <-timeout:
 		return os.ErrDeadlineExceeded

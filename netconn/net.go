@@ -162,9 +162,10 @@ func (n *Net) dial(ctx context.Context, network string, laddr, raddr *net.TCPAdd
 	if terr != nil {
 		return nil, opErr(sysErr("socket", terr))
 	}
-	const mask = waiter.EventOut | waiter.EventHUp | waiter.EventErr
-	var w eventWaiter
-	w.init(wq, mask)
+	// The connection is made first so that its write waiter (EventOut,
+	// EventHUp, EventErr) serves the connect: no waiter per dial.
+	c := newConn(ep, wq, tcpip.FullAddress{}, tcpip.FullAddress{})
+	w := &c.ww
 	w.register()
 	defer w.unregister()
 	if laddr != nil {
@@ -175,7 +176,7 @@ func (n *Net) dial(ctx context.Context, network string, laddr, raddr *net.TCPAdd
 	}
 	terr = ep.Connect(rfa)
 	if _, ok := terr.(*tcpip.ErrConnectStarted); ok {
-		for ep.Readiness(mask) == 0 {
+		for ep.Readiness(w.mask) == 0 {
 			select {
 			case <-w.ch:
 			case <-ctx.Done():
@@ -199,7 +200,8 @@ func (n *Net) dial(ctx context.Context, network string, laddr, raddr *net.TCPAdd
 		ep.Close()
 		return nil, opErr(sysErr("getpeername", terr))
 	}
-	return newConn(ep, wq, local, remote), nil
+	c.lfull, c.rfull = local, remote
+	return c, nil
 }
 
 // ErrNoDefault is what the errors of Default, Listen and Dial wrap

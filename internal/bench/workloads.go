@@ -172,7 +172,8 @@ func Short(p *Pair, o Opts) (ShortResult, error) {
 		return ShortResult{}, err
 	}
 	srv := serve(l, func(c net.Conn) {
-		var buf [MsgSize]byte
+		buf := msgBufs.Get().(*[MsgSize]byte) // escapes through net.Conn: pooled
+		defer msgBufs.Put(buf)
 		if _, err := io.ReadFull(c, buf[:]); err != nil {
 			return
 		}
@@ -196,8 +197,10 @@ func Short(p *Pair, o Opts) (ShortResult, error) {
 		go func() {
 			defer wg.Done()
 			var req, resp [MsgSize]byte
+			var dc dialCtx
+			defer dc.close()
 			for lim.next() {
-				if err := shortOne(p, addr, req[:], resp[:]); err != nil {
+				if err := shortOne(dc.get(), p, addr, req[:], resp[:]); err != nil {
 					errs.add(err)
 					continue
 				}
@@ -213,9 +216,35 @@ func Short(p *Pair, o Opts) (ShortResult, error) {
 	return r, nil
 }
 
-func shortOne(p *Pair, addr string, req, resp []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
+// msgBufs are the short server's message buffers.
+var msgBufs = sync.Pool{New: func() any { return new([MsgSize]byte) }}
+
+// dialCtx hands a client goroutine a context that leaves every dial at
+// least opTimeout, renewed each second: the load generator allocates one
+// context per second, not one per connection (its allocations count in the
+// allocs workload, for both TCPs alike).
+type dialCtx struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	until  time.Time
+}
+
+func (d *dialCtx) get() context.Context {
+	if now := time.Now(); d.ctx == nil || now.After(d.until) {
+		d.close()
+		d.ctx, d.cancel = context.WithTimeout(context.Background(), opTimeout+time.Second)
+		d.until = now.Add(time.Second)
+	}
+	return d.ctx
+}
+
+func (d *dialCtx) close() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+}
+
+func shortOne(ctx context.Context, p *Pair, addr string, req, resp []byte) error {
 	c, err := p.Client.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return err
