@@ -32,7 +32,7 @@ func commands() []command {
 		{"demo", "serve net/http on our stack (AF_XDP in a namespace pair where possible) and fetch from Linux, with figures", runDemo},
 		{"serve", "serve HTTP (status page, /bytes?n=N) over AF_XDP on an interface: -iface IF -addr A/P [-http :80]", runServe},
 		{"conform", "run packetdrill-language scripts against batchtcp and gVisor's TCP: -report FILE writes the side-by-side table", runConform},
-		{"bench", "benchmark batchtcp vs gVisor's TCP in process (short, bulk, rr, allocs): medians, ratios, -json FILE", runBench},
+		{"bench", "benchmark batchtcp vs gVisor's TCP in process (short, bulk, rr, allocs, scaling): medians, ratios, -json FILE, -plot DIR", runBench},
 	}
 }
 

@@ -55,11 +55,37 @@ type Pair struct {
 	cs, ss         *adapter.Stack
 }
 
+// PairOption configures NewPair.
+type PairOption func(*pairConfig)
+
+type pairConfig struct {
+	clientShards, serverShards int // 0: the adapter's default (GOMAXPROCS)
+}
+
+// WithShards sets the number of batchtcp shards on the client and the
+// server stack; 0 keeps the adapter's default (GOMAXPROCS). gVisor's TCP
+// has no shards: for it the option does nothing.
+func WithShards(client, server int) PairOption {
+	return func(c *pairConfig) { c.clientShards, c.serverShards = client, server }
+}
+
 // NewPair builds a pair with transport tr on both stacks.
-func NewPair(tr adapter.Transport) (*Pair, error) {
-	c, s, err := adapter.NewPair(memlink.Options{},
-		[]adapter.Option{adapter.WithTransport(tr), adapter.WithAddress(ClientPrefix), adapter.WithTimeWait(TimeWait)},
-		[]adapter.Option{adapter.WithTransport(tr), adapter.WithAddress(ServerPrefix), adapter.WithTimeWait(TimeWait)})
+func NewPair(tr adapter.Transport, opts ...PairOption) (*Pair, error) {
+	var pc pairConfig
+	for _, o := range opts {
+		o(&pc)
+	}
+	co := []adapter.Option{adapter.WithTransport(tr), adapter.WithAddress(ClientPrefix), adapter.WithTimeWait(TimeWait)}
+	so := []adapter.Option{adapter.WithTransport(tr), adapter.WithAddress(ServerPrefix), adapter.WithTimeWait(TimeWait)}
+	if tr == adapter.BatchTCP {
+		if pc.clientShards != 0 {
+			co = append(co, adapter.WithShards(pc.clientShards))
+		}
+		if pc.serverShards != 0 {
+			so = append(so, adapter.WithShards(pc.serverShards))
+		}
+	}
+	c, s, err := adapter.NewPair(memlink.Options{}, co, so)
 	if err != nil {
 		return nil, fmt.Errorf("bench: stack pair (%v): %w", tr, err)
 	}

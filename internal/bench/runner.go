@@ -2,6 +2,7 @@ package bench
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -24,7 +25,7 @@ type Metric struct {
 }
 
 // WorkloadNames are the workloads Run knows, in the order it runs them.
-var WorkloadNames = []string{"short", "bulk", "rr", "allocs"}
+var WorkloadNames = []string{"short", "bulk", "rr", "allocs", "scaling", "memory"}
 
 // ParseWorkloads parses a comma-separated list of workload names.
 func ParseWorkloads(s string) ([]string, error) {
@@ -53,6 +54,9 @@ type Settings struct {
 	Duration  time.Duration `json:"duration_ns"` // per workload (per sub-run), per configuration, per round
 	Rounds    int           `json:"rounds"`
 	Clients   []int         `json:"clients"` // short's concurrent clients, one sub-run each
+	// Conns are the memory workload's connection counts (empty:
+	// DefaultMemoryConns).
+	Conns []int `json:"conns,omitempty"`
 }
 
 // Sample is one workload run in one configuration in one round.
@@ -64,6 +68,9 @@ type Sample struct {
 	// Raw holds the workload's result structs.
 	Raw   []any  `json:"raw"`
 	Error string `json:"error,omitempty"`
+	// Skipped says why a workload was not run in this configuration
+	// (ErrNotApplicable); such a sample has no metrics.
+	Skipped string `json:"skipped,omitempty"`
 }
 
 // Row is one metric's medians across rounds.
@@ -113,8 +120,8 @@ type Machine struct {
 // fails is recorded with its error and the run goes on; the returned error
 // names the first failure.
 func Run(s Settings, progress io.Writer) (*Report, error) {
-	if s.Rounds < 1 || s.Duration <= 0 || len(s.Clients) == 0 || slices.Min(s.Clients) < 1 {
-		return nil, fmt.Errorf("bench: rounds, duration and clients must be positive")
+	if s.Rounds < 1 || s.Duration <= 0 || len(s.Clients) == 0 || slices.Min(s.Clients) < 1 || (len(s.Conns) > 0 && slices.Min(s.Conns) < 1) {
+		return nil, fmt.Errorf("bench: rounds, duration, clients and conns must be positive")
 	}
 	host, _ := os.Hostname()
 	rep := &Report{Started: time.Now(), Settings: s, Machine: Machine{
@@ -126,9 +133,11 @@ func Run(s Settings, progress io.Writer) (*Report, error) {
 		for _, w := range s.Workloads {
 			for _, cfg := range Configs {
 				runtime.GC()
-				ms, raw, err := RunWorkload(w, cfg.Transport, s.Duration, s.Clients)
+				ms, raw, err := runOne(w, cfg.Transport, s)
 				smp := Sample{Round: round, Workload: w, Config: cfg.Name, Metrics: ms, Raw: raw}
-				if err != nil {
+				if errors.Is(err, ErrNotApplicable) {
+					smp.Skipped = err.Error()
+				} else if err != nil {
 					smp.Error = err.Error()
 					if firstErr == nil {
 						firstErr = fmt.Errorf("round %d, %s, %s: %w", round, w, cfg.Name, err)
@@ -148,6 +157,9 @@ func Run(s Settings, progress io.Writer) (*Report, error) {
 func brief(s Sample) string {
 	if s.Error != "" {
 		return "ERROR: " + s.Error
+	}
+	if s.Skipped != "" {
+		return "skipped: " + s.Skipped
 	}
 	var b strings.Builder
 	for i, m := range s.Metrics {
@@ -225,6 +237,10 @@ func RunWorkload(w string, tr adapter.Transport, d time.Duration, clients []int)
 				return err
 			})
 		}
+	case "scaling":
+		ms, raw, err = runScaling(tr, d, clients)
+	case "memory":
+		ms, raw, err = runMemory(tr, DefaultMemoryConns)
 	default:
 		err = fmt.Errorf("unknown workload %q", w)
 	}
@@ -327,7 +343,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if row.Higher {
 			better = "higher"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2fx\t%s\t\n", row.Metric, format(float64(row.BatchTCP)), format(float64(row.GVisor)), float64(row.Ratio), better)
+		ratio := "-" // a configuration without the metric (scaling: batchtcp only)
+		if r := float64(row.Ratio); !math.IsNaN(r) && !math.IsInf(r, 0) {
+			ratio = fmt.Sprintf("%.2fx", r)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", row.Metric, format(float64(row.BatchTCP)), format(float64(row.GVisor)), ratio, better)
 	}
 	return tw.Flush()
 }
