@@ -51,6 +51,14 @@ type flow struct {
 	hasPeer  bool
 	off      uint32 // live stack ISN - script stack ISN
 	hasOff   bool
+	// newPeer: an inbound SYN declared a new peer ISN since the stack's
+	// ISN was learned, so its next SYN or SYN-ACK declares a new one too.
+	newPeer bool
+	// Timestamp mapping (RFC 7323 TSval, per connection as the stacks
+	// keep it): script value -> live value, and the learned offset.
+	tsKnown bool
+	tsOff   uint32
+	tsMap   map[uint32]uint32
 }
 
 // outSeg is a segment the stack sent, stamped with virtual time (µs).
@@ -62,6 +70,7 @@ type outSeg struct {
 	ttl     uint8
 	sport   uint16
 	dport   uint16
+	resv    uint8 // reserved header bits (RFC 9293 §3.1: must be zero)
 	seq     uint32
 	ack     uint32
 	flags   uint16
@@ -225,7 +234,7 @@ func (r *run) inject(p *script.Packet) {
 	switch {
 	case p.SeqRaw:
 	case flags&flSYN != 0:
-		f.peerISN, f.hasPeer = seq, true
+		f.peerISN, f.hasPeer, f.newPeer = seq, true, true
 	default:
 		seq += f.peerISN
 	}
@@ -243,6 +252,9 @@ func (r *run) inject(p *script.Packet) {
 		r.failf("inbound TCP options are %d bytes (at most 40)", len(opts))
 	}
 	hlen := header.TCPMinimumSize + len(opts)
+	if p.Len < 0 || hlen+int(p.Len)+header.IPv6MinimumSize > 0xffff {
+		r.failf("inbound segment of %d octets does not fit in an IP packet", p.Len)
+	}
 	tcp := make([]byte, hlen+int(p.Len))
 	binary.BigEndian.PutUint16(tcp[0:], f.key.remote)
 	binary.BigEndian.PutUint16(tcp[2:], f.key.local)
@@ -339,7 +351,7 @@ func (r *run) appendOption(b []byte, o *script.TCPOption, flags uint16, f *flow)
 		}
 		ecr := uint32(o.TSEcr)
 		if flags&flACK != 0 && !o.EcrRaw {
-			ecr = r.liveTS(ecr)
+			ecr = f.liveTS(ecr)
 		}
 		b = append(b, optTS, 10)
 		b = binary.BigEndian.AppendUint32(b, uint32(o.TSVal))
@@ -351,12 +363,12 @@ func (r *run) appendOption(b []byte, o *script.TCPOption, flags uint16, f *flow)
 
 // liveTS maps a script TSval of the stack to the live one (RFC 7323 TSecr
 // of an inbound segment): recorded pairs first, then the learned offset.
-func (r *run) liveTS(v uint32) uint32 {
-	if live, ok := r.tsMap[v]; ok {
+func (f *flow) liveTS(v uint32) uint32 {
+	if live, ok := f.tsMap[v]; ok {
 		return live
 	}
-	if r.tsKnown {
-		return v + r.tsOff
+	if f.tsKnown {
+		return v + f.tsOff
 	}
 	return v
 }
@@ -455,6 +467,7 @@ func (r *run) decode(proto tcpip.NetworkProtocolNumber, b []byte) *outSeg {
 	o.sport, o.dport = binary.BigEndian.Uint16(tcp), binary.BigEndian.Uint16(tcp[2:])
 	o.seq, o.ack = binary.BigEndian.Uint32(tcp[4:]), binary.BigEndian.Uint32(tcp[8:])
 	o.flags = uint16(tcp[12]&1)<<8 | uint16(tcp[13])
+	o.resv = tcp[12] & 0x0e
 	o.win, o.urg = binary.BigEndian.Uint16(tcp[14:]), binary.BigEndian.Uint16(tcp[18:])
 	if !parseOpts(tcp[header.TCPMinimumSize:off], &o.opts) {
 		o.opts = append(o.opts, tcpOpt{kind: 255, raw: tcp[header.TCPMinimumSize:off]})
@@ -477,11 +490,16 @@ func (r *run) expect(p *script.Packet, start, end int64, any bool) {
 	if any {
 		limit = r.last + 24*3600*1e6 // '*': any time, bounded at a virtual day
 	}
+	final := false
 	for steps := 0; ; steps++ {
 		if o := r.takeOut(p); o != nil {
 			if !any && o.at < lo-r.tolerance(lo) {
 				r.mismatch("packet", fmt.Sprintf("at %s", secs(lo)), fmt.Sprintf("at %s: %s", secs(o.at), o),
 					"segment sent %s early", secs(lo-o.at))
+			}
+			if !any && o.at > limit {
+				r.mismatch("packet", fmt.Sprintf("by %s", secs(limit)), fmt.Sprintf("at %s: %s", secs(o.at), o),
+					"segment sent %s late", secs(o.at-limit))
 			}
 			r.match(p, want, o)
 			r.last = o.at
@@ -492,7 +510,7 @@ func (r *run) expect(p *script.Packet, start, end int64, any bool) {
 		}
 		next, ok := r.tg.clock.next()
 		pendAt, pend := r.pendingDeadline()
-		if ok && next/1000 <= limit && (!pend || next/1000 <= pendAt) {
+		if ok && next <= limit*1000 && (!pend || next <= pendAt*1000) {
 			r.tg.clock.fireDue(limit * 1000)
 			r.settle()
 			continue
@@ -501,8 +519,10 @@ func (r *run) expect(p *script.Packet, start, end int64, any bool) {
 			r.reachPendingDeadline(pendAt)
 			continue
 		}
-		r.advanceTo(limit)
-		if len(r.outq) > 0 {
+		if !final {
+			// Let the stack act at the limit itself, then look once more.
+			r.advanceTo(limit)
+			final = true
 			continue
 		}
 		exp := fmt.Sprintf("%s by %s", scriptPacket(p), secs(limit))
@@ -514,11 +534,19 @@ func (r *run) expect(p *script.Packet, start, end int64, any bool) {
 	}
 }
 
-// takeOut removes the oldest unmatched segment (on p's ports if written).
+// takeOut removes the oldest unmatched segment on p's ports if written,
+// else on the connection under test (PACKETDRILL.md §5); segments of other
+// connections stay queued for lines that name their ports.
 func (r *run) takeOut(p *script.Packet) *outSeg {
 	for i, o := range r.outq {
-		if p.HasPorts && (o.sport != uint16(p.SrcPort) || o.dport != uint16(p.DstPort)) {
-			continue
+		if p.HasPorts {
+			if o.sport != uint16(p.SrcPort) || o.dport != uint16(p.DstPort) {
+				continue
+			}
+		} else if d := r.deflow; d != nil {
+			if o.dport != d.key.remote || (d.key.local != 0 && o.sport != d.key.local) {
+				continue
+			}
 		}
 		r.outq = append(r.outq[:i], r.outq[i+1:]...)
 		return o
@@ -584,7 +612,13 @@ func (r *run) match(p *script.Packet, want uint16, o *outSeg) {
 			r.mismatch("packet", scriptPacket(p), o.String(), "sequence number %d, expected raw %d", o.seq, uint32(p.Start))
 		}
 	case want&flSYN != 0:
-		f.off, f.hasOff = o.seq-uint32(p.Start), true
+		// A SYN or SYN-ACK declares the stack's ISN once per connection;
+		// a retransmission must carry the same one.
+		if !f.hasOff || f.newPeer && want&flACK != 0 {
+			f.off, f.hasOff, f.newPeer = o.seq-uint32(p.Start), true, false
+		} else if rel := o.seq - f.off; rel != uint32(p.Start) {
+			r.mismatch("packet", scriptPacket(p), o.String(), "SYN sequence number changed: %d relative to the ISN first sent, expected %d", rel, p.Start)
+		}
 	default:
 		if rel := o.seq - f.off; rel != uint32(p.Start) {
 			r.mismatch("packet", scriptPacket(p), o.String()+fmt.Sprintf(" (relative seq %d)", rel),
@@ -601,8 +635,12 @@ func (r *run) match(p *script.Packet, want uint16, o *outSeg) {
 			r.mismatch("packet", scriptPacket(p), o.String()+fmt.Sprintf(" (relative ack %d)", o.ack-f.peerISN),
 				"acknowledgment %d, expected %d", o.ack-f.peerISN, p.Ack)
 		}
-	} else if o.ack != uint32(p.Ack) && p.HasAck {
+	} else if o.ack != uint32(p.Ack) {
+		// Without the ACK flag the field is compared raw (omitted = 0).
 		r.mismatch("packet", scriptPacket(p), o.String(), "ack field %d, expected %d", o.ack, p.Ack)
+	}
+	if o.resv != 0 {
+		r.mismatch("packet", scriptPacket(p), o.String(), "reserved header bits %#x set", o.resv)
 	}
 	if int64(len(o.payload)) != p.Len {
 		r.mismatch("packet", scriptPacket(p), o.String(), "payload length %d, expected %d", len(o.payload), p.Len)
@@ -616,7 +654,7 @@ func (r *run) match(p *script.Packet, want uint16, o *outSeg) {
 	if p.HasWin && r.cfg.Mode == Strict && int64(o.win) != p.Win {
 		r.mismatch("packet", scriptPacket(p), o.String(), "window %d, expected %d", o.win, p.Win)
 	}
-	if p.HasUrg && int64(o.urg) != p.Urg {
+	if int64(o.urg) != p.Urg { // omitted = 0
 		r.mismatch("packet", scriptPacket(p), o.String(), "urgent pointer %d, expected %d", o.urg, p.Urg)
 	}
 	r.matchIPInfo(p, o)
@@ -670,13 +708,13 @@ func (r *run) matchOptions(p *script.Packet, o *outSeg, f *flow) {
 	}
 	for _, w := range p.Options {
 		if w.Kind == "TS" && got != nil && !w.TSAny {
-			if !r.tsKnown {
-				r.tsKnown, r.tsOff = true, got.tsVal-uint32(w.TSVal)
+			if !f.tsKnown {
+				f.tsKnown, f.tsOff = true, got.tsVal-uint32(w.TSVal)
 			}
-			if r.tsMap == nil {
-				r.tsMap = map[uint32]uint32{}
+			if f.tsMap == nil {
+				f.tsMap = map[uint32]uint32{}
 			}
-			r.tsMap[uint32(w.TSVal)] = got.tsVal
+			f.tsMap[uint32(w.TSVal)] = got.tsVal
 		}
 	}
 	exp := scriptPacket(p)
@@ -762,7 +800,7 @@ func (r *run) optEqual(w *script.TCPOption, g *tcpOpt, f *flow, strict bool) boo
 			return true
 		}
 		if r.tsTick > 0 {
-			d := int64(g.tsVal-r.tsOff) - w.TSVal
+			d := int64(g.tsVal-f.tsOff) - w.TSVal
 			if d < 0 {
 				d = -d
 			}

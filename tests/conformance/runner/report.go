@@ -46,7 +46,7 @@ const StrictMarker = "@strict"
 const XFailMarker = "@xfail"
 
 // Pinned reports whether a script fixes its IP version itself.
-func Pinned(src []byte) bool { return bytes.Contains(src, []byte("--ip_version")) }
+func Pinned(src []byte) bool { return pinnedVersion(src) != "" }
 
 // RunCorpus runs every file in every column, in parallel, and returns the
 // rows sorted by file. A column whose IP version a script pins is run with
@@ -97,8 +97,10 @@ func RunCorpus(files []string, cols []Column, base Config) []Row {
 
 // pinnedVersion returns the IP version a script's option line fixes.
 func pinnedVersion(src []byte) string {
-	for _, v := range []string{"ipv4", "ipv6"} {
-		if bytes.Contains(src, []byte("--ip_version="+v)) {
+	sc := bufio.NewScanner(bytes.NewReader(src))
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		if v, ok := strings.CutPrefix(l, "--ip_version="); ok && (v == "ipv4" || v == "ipv6") {
 			return v
 		}
 	}

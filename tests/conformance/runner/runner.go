@@ -174,7 +174,7 @@ func Run(s *script.Script, cfg Config) (res *Result) {
 				// Reported already.
 				_ = e
 			default:
-				res.Status, res.Msg = Fail, fmt.Sprintf("runner error: %v", p)
+				res.Status, res.Line, res.Msg = Fail, r.line, fmt.Sprintf("runner error: %v", p)
 			}
 		}
 		if r.tg != nil {
@@ -246,10 +246,6 @@ type run struct {
 	pending *pendingCall
 	wake    int64 // set by a blocked call's attempt: when to retry it
 
-	// Timestamp mapping (RFC 7323 TSval): script value -> live value.
-	tsKnown bool
-	tsOff   uint32
-	tsMap   map[uint32]uint32
 }
 
 // failf ends the run with a failure at the current line.
@@ -388,7 +384,7 @@ func (r *run) eventTime(ev *script.Event) (start, end int64, any bool) {
 		return r.last, 0, true
 	case script.TimeAbsolute:
 		start = t.Usecs
-		if start < r.last && ev.Kind != script.EventPacket {
+		if start < r.last {
 			// Absolute times never decrease; an outbound packet may have
 			// been matched late within tolerance.
 			if r.last-start > r.tolUsecs {
@@ -515,6 +511,12 @@ func (r *run) settle() {
 	r.collect()
 	if r.pending != nil {
 		r.retryPending()
+		if r.pending == nil {
+			// The call returned: what the stack sends because of it
+			// (a window update, data) leaves now.
+			r.tg.settle()
+			r.collect()
+		}
 	}
 }
 

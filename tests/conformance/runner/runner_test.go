@@ -236,3 +236,32 @@ assert tcpi_rto >= 200000 }%
 		t.Errorf("want unsupported, got %s", r.Report())
 	}
 }
+
+// The review's reproducers (testdata/review): each was a runner defect;
+// a wrong script must fail, a right one pass, a hostile one be refused.
+func TestReviewScripts(t *testing.T) {
+	want := map[string]struct {
+		st  Status
+		msg string
+	}{
+		"stamp.pkt":     {Fail, "early"}, // window update stamped when it left
+		"late.pkt":      {Fail, "before the previous event"},
+		"wrongflow.pkt": {Fail, "not sent"},       // a segment of another connection
+		"blocktol.pkt":  {Pass, ""},               // early bound fixed at the call's start
+		"waitall.pkt":   {Pass, ""},               // MSG_WAITALL waits for all
+		"read0.pkt":     {Pass, ""},               // read of 0 returns at once
+		"bigwrite.pkt":  {Unsupported, "at most"}, // no giant allocation
+		"neglen.pkt":    {Fail, "does not fit"},
+		"pollline.pkt":  {Fail, "revents"},
+	}
+	for name, w := range want {
+		r := RunFile(filepath.Join("testdata/review", name), Config{Stack: BatchTCP})
+		if r.Status != w.st || !strings.Contains(r.Msg, w.msg) {
+			t.Errorf("%s: want %s (%q), got %s", name, w.st, w.msg, r.Report())
+		}
+	}
+	// A failure inside a retried call is reported on the call's line.
+	if r := RunFile("testdata/review/pollline.pkt", Config{Stack: BatchTCP}); r.Line != 12 {
+		t.Errorf("pollline: failure on line %d, want 12 (the poll)", r.Line)
+	}
+}

@@ -1,8 +1,8 @@
 package runner
 
 import (
-	"bytes"
 	"fmt"
+	"io"
 	"net/netip"
 	"strings"
 
@@ -41,6 +41,7 @@ type pendingCall struct {
 	end    int64 // expected return time
 	failAt int64 // end + tolerance: still blocked then is a failure
 	wake   int64 // a time the call wants to be retried at (poll timeout), 0 if none
+	early  int64 // returning before this is too early (end - tolerance at the start)
 	try    func() outcome
 }
 
@@ -54,7 +55,8 @@ func (r *run) call(c *script.Call, start, end int64) {
 	r.wake = 0
 	out := try()
 	if out.blocked {
-		r.pending = &pendingCall{c: c, start: start, end: end, failAt: end + r.tolerance(end), wake: r.wake, try: try}
+		tol := r.tolerance(end)
+		r.pending = &pendingCall{c: c, start: start, end: end, failAt: end + tol, early: end - tol, wake: r.wake, try: try}
 		r.settle() // lets the stack act on the call; retries it
 		return
 	}
@@ -69,15 +71,16 @@ func (r *run) call(c *script.Call, start, end int64) {
 // retryPending retries the blocked call after the stack moved.
 func (r *run) retryPending() {
 	p := r.pending
+	saved := r.line
+	r.line = p.c.Line // what try reports belongs to the call's line
 	out := p.try()
 	if out.blocked {
+		r.line = saved
 		return
 	}
 	r.pending = nil
-	saved := r.line
-	r.line = p.c.Line
 	now := r.now()
-	if now < p.end-r.tolerance(p.end) {
+	if now < p.early {
 		r.mismatch("syscall", fmt.Sprintf("%s() returning at %s", p.c.Name, secs(p.end)), fmt.Sprintf("returned at %s", secs(now)),
 			"%s() returned %s early", p.c.Name, secs(p.end-now))
 	}
@@ -450,9 +453,8 @@ func (r *run) sysConnect(c *script.Call) func() outcome {
 	lp := r.localPort(s)
 	f := &flow{key: flowKey{lp, fa.Port}, remoteIP: fa.Addr}
 	if lp != 0 {
-		if old := r.flows[f.key]; old != nil {
-			f = old
-		}
+		// A new connection on these ports (a new flow replaces any old
+		// one's ISN mapping).
 		r.flows[f.key] = f
 	}
 	r.deflow = f
@@ -470,6 +472,24 @@ func (r *run) sysConnect(c *script.Call) func() outcome {
 		}
 		return ok(0)
 	}
+}
+
+// maxWrite bounds one write call's size (the payload is made on the fly).
+const maxWrite = 1 << 30
+
+// zeroReader is a tcpip.Payloader of left zero octets.
+type zeroReader struct{ left int64 }
+
+func (z *zeroReader) Len() int { return int(z.left) }
+
+func (z *zeroReader) Read(b []byte) (int, error) {
+	if z.left == 0 {
+		return 0, io.EOF
+	}
+	n := min(int64(len(b)), z.left)
+	clear(b[:n])
+	z.left -= n
+	return int(n), nil
 }
 
 // sink counts what a read delivers (the script never looks at the bytes).
@@ -491,21 +511,33 @@ func (r *run) sysRead(c *script.Call) func() outcome {
 		r.unsupported("%s() flags %#x are not supported", c.Name, flags)
 	}
 	nonblock := s.nonblock || flags&0x40 != 0
+	waitAll := flags&0x100 != 0 && flags&0x2 == 0 && !nonblock
+	got := int64(0)
 	return func() outcome {
-		w := &tcpip.LimitedWriter{W: &sink{}, N: n}
+		if n == 0 {
+			return ok(0) // as read(2): nothing asked, nothing waited for
+		}
+		w := &tcpip.LimitedWriter{W: &sink{}, N: n - got}
 		res, err := s.ep.Read(w, tcpip.ReadOptions{Peek: flags&0x2 != 0})
 		if err != nil {
 			switch err.(type) {
 			case *tcpip.ErrClosedForReceive:
-				return ok(0)
+				return ok(got)
 			case *tcpip.ErrWouldBlock:
 				if !nonblock {
 					return outcome{blocked: true}
 				}
 			}
+			if got > 0 {
+				return ok(got)
+			}
 			return failErr(err)
 		}
-		return ok(int64(res.Count))
+		got += int64(res.Count)
+		if waitAll && got < n {
+			return outcome{blocked: true} // MSG_WAITALL: until n or EOF
+		}
+		return ok(got)
 	}
 }
 
@@ -529,10 +561,13 @@ func (r *run) sysWrite(c *script.Call) func() outcome {
 	if flags&0x8000 != 0 {
 		r.unsupported("MSG_MORE is not supported by tcpip.Endpoint")
 	}
+	if n < 0 || n > maxWrite {
+		r.unsupported("%s() of %d octets: the runner writes at most %d", c.Name, n, int64(maxWrite))
+	}
 	written := int64(0)
 	return func() outcome {
 		for written < n {
-			rd := bytes.NewReader(make([]byte, n-written))
+			rd := &zeroReader{left: n - written}
 			m, err := s.ep.Write(rd, tcpip.WriteOptions{})
 			written += m
 			if err != nil {
