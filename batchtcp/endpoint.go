@@ -81,6 +81,7 @@ type endpoint struct {
 	userMSS      atomic.Int32 // TCP_MAXSEG, 0 if unset
 	infoMSS      atomic.Int32 // the connection's send MSS, published by its shard
 	userTimeout  atomic.Int64
+	linger2      atomic.Int64 // TCP_LINGER2 in ns: 0 unset (protocol value), -1 none
 	// TCP_INFO figures the shard publishes after each output pass.
 	infoRTT, infoRTTVar, infoRTO atomic.Int64
 	infoCwnd                     atomic.Uint64 // cwnd<<32 | ssthresh, in segments

@@ -360,7 +360,7 @@ func (sh *shard) handleEvents(now monotime.Time, e *endpoint) {
 	if ops&opClose != 0 {
 		c.appGone = true
 		if c.state == StateFinWait2 && c.closeAt == 0 {
-			c.closeAt = now.Add(sh.p.options().lingerTimeout)
+			c.closeAt = now.Add(c.finWait2Wait(sh.p.options().lingerTimeout))
 		}
 	}
 	if ops&opRead != 0 && c.wantWindowUpdate() {

@@ -523,7 +523,7 @@ func (sh *shard) processACK(now monotime.Time, c *conn, s *segment) bool {
 		if finAcked {
 			sh.setState(c, StateFinWait2)
 			if c.appGone {
-				c.closeAt = now.Add(sh.p.options().lingerTimeout)
+				c.closeAt = now.Add(c.finWait2Wait(sh.p.options().lingerTimeout))
 			}
 		}
 	case StateClosing:

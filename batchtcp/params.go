@@ -46,6 +46,9 @@ const (
 	timeWaitTimeout = 60 * time.Second
 	// finWait2Timeout bounds an orphaned FIN-WAIT-2 (Linux tcp_fin_timeout).
 	finWait2Timeout = 60 * time.Second
+	// maxLinger2 caps TCP_LINGER2 (gVisor's MaxTCPLingerTimeout; Linux's
+	// tcp_fin_timeout maximum).
+	maxLinger2 = 120 * time.Second
 
 	// Persist (zero-window probe) timer bounds, RFC 9293 §3.8.6.1.
 	minPersist = 200 * time.Millisecond

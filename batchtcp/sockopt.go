@@ -99,7 +99,17 @@ func (e *endpoint) SetSockOpt(opt tcpip.SettableSocketOption) tcpip.Error {
 		if string(*v) != "reno" {
 			return &tcpip.ErrNoSuchFile{}
 		}
-	case *tcpip.TCPLingerTimeoutOption, *tcpip.TCPDeferAcceptOption:
+	case *tcpip.TCPLingerTimeoutOption:
+		// TCP_LINGER2, as gVisor's TCP: negative disables the orphan
+		// FIN-WAIT-2 wait, 0 restores the stack's value, and the rest is
+		// capped at maxLinger2.
+		switch d := time.Duration(*v); {
+		case d < 0:
+			e.linger2.Store(-1)
+		default:
+			e.linger2.Store(int64(min(d, maxLinger2)))
+		}
+	case *tcpip.TCPDeferAcceptOption:
 		// Accepted, as gVisor does; batchtcp uses the protocol's values.
 	case *tcpip.SocketDetachFilterOption:
 		return nil
@@ -176,7 +186,14 @@ func (e *endpoint) GetSockOpt(opt tcpip.GettableSocketOption) tcpip.Error {
 	case *tcpip.CongestionControlOption:
 		*v = "reno"
 	case *tcpip.TCPLingerTimeoutOption:
-		*v = tcpip.TCPLingerTimeoutOption(e.p.options().lingerTimeout)
+		switch l := e.linger2.Load(); {
+		case l < 0:
+			*v = -1
+		case l > 0:
+			*v = tcpip.TCPLingerTimeoutOption(l)
+		default:
+			*v = tcpip.TCPLingerTimeoutOption(e.p.options().lingerTimeout)
+		}
 	case *tcpip.TCPDeferAcceptOption:
 		*v = 0
 	case *tcpip.TCPInfoOption:
@@ -199,4 +216,18 @@ func (e *endpoint) tcpInfo() tcpip.TCPInfoOption {
 		SndCwnd:     uint32(cw >> 32),
 		SndSsthresh: uint32(cw),
 	}
+}
+
+// finWait2Wait is how long an orphaned FIN-WAIT-2 lasts: TCP_LINGER2 if the
+// application set it (negative: not at all), else the protocol's value.
+func (c *conn) finWait2Wait(def time.Duration) time.Duration {
+	if c.ep != nil {
+		switch l := c.ep.linger2.Load(); {
+		case l < 0:
+			return 0
+		case l > 0:
+			return time.Duration(l)
+		}
+	}
+	return def
 }

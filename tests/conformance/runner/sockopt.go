@@ -237,6 +237,15 @@ func (r *run) getsockopt(c *script.Call) outcome {
 			return failErr(err)
 		}
 		return val(int64(time.Duration(o)/time.Second), false)
+	case level == solTCP && name == 8: // TCP_LINGER2, seconds (-1: none)
+		var o tcpip.TCPLingerTimeoutOption
+		if err := ep.GetSockOpt(&o); err != nil {
+			return failErr(err)
+		}
+		if o < 0 {
+			return val(-1, false)
+		}
+		return val(int64(time.Duration(o)/time.Second), false)
 	case level == solTCP && name == 18:
 		var o tcpip.TCPUserTimeoutOption
 		if err := ep.GetSockOpt(&o); err != nil {
