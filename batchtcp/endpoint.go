@@ -57,6 +57,8 @@ type endpoint struct {
 	sh atomic.Pointer[shard]
 	// c is the shard's TCB; after hand-over only the shard reads it.
 	c *conn
+	// dial is what Connect hands the shard, which makes c from its pool.
+	dial dialParams
 
 	sndq bytequeue.Queue // application -> shard
 	rcvq bytequeue.Queue // shard -> application
@@ -142,6 +144,13 @@ func (e *endpoint) post(ops uint32) {
 	if e.pending.Or(ops) == 0 {
 		sh.in.pushEP(e)
 	}
+}
+
+// dialParams are an active open's route, flow hash and network protocol.
+type dialParams struct {
+	route    *stack.Route
+	hash     uint32
+	netProto tcpip.NetworkProtocolNumber
 }
 
 // fail records a connection error (called by the shard).

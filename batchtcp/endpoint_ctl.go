@@ -31,7 +31,7 @@ func (e *endpoint) Bind(addr tcpip.FullAddress) tcpip.Error {
 
 func (e *endpoint) bindLocked(addr tcpip.FullAddress, netProto tcpip.NetworkProtocolNumber, dest tcpip.FullAddress) tcpip.Error {
 	res := ports.Reservation{
-		Networks:     []tcpip.NetworkProtocolNumber{netProto},
+		Networks:     networks(netProto),
 		Transport:    ProtocolNumber,
 		Addr:         addr.Addr,
 		Port:         addr.Port,
@@ -51,6 +51,23 @@ func (e *endpoint) bindLocked(addr tcpip.FullAddress, netProto tcpip.NetworkProt
 	e.id.LocalPort = port
 	e.state.Store(uint32(StateBound))
 	return nil
+}
+
+// Reservation network lists, shared read-only (the port manager only reads
+// them): a literal per bind would be an allocation per connection.
+var (
+	networksV4 = []tcpip.NetworkProtocolNumber{header.IPv4ProtocolNumber}
+	networksV6 = []tcpip.NetworkProtocolNumber{header.IPv6ProtocolNumber}
+)
+
+func networks(p tcpip.NetworkProtocolNumber) []tcpip.NetworkProtocolNumber {
+	switch p {
+	case header.IPv4ProtocolNumber:
+		return networksV4
+	case header.IPv6ProtocolNumber:
+		return networksV6
+	}
+	return []tcpip.NetworkProtocolNumber{p}
 }
 
 // Listen implements tcpip.Endpoint.
@@ -167,15 +184,9 @@ func (e *endpoint) Connect(addr tcpip.FullAddress) tcpip.Error {
 	e.id.RemotePort = addr.Port
 	h := e.p.hasher.hashID(e.id)
 	sh := e.p.shards[e.p.hasher.shardOf(h)]
-	c := &conn{}
-	c.init()
-	c.ep = e
-	c.id = e.id
-	c.hash = h
-	c.netProto = netProto
-	c.route = r
-	c.active = true
-	e.c = c
+	// The shard makes the TCB from its pool (startConnect): hand it what
+	// Connect found.
+	e.dial = dialParams{route: r, hash: h, netProto: netProto}
 	e.sh.Store(sh)
 	e.state.Store(uint32(StateSynSent))
 	e.p.stack.Stats().TCP.ActiveConnectionOpenings.Increment()
@@ -372,20 +383,27 @@ func (sh *shard) handleEvents(now monotime.Time, e *endpoint) {
 // startConnect installs an active open's TCB and sends the SYN (RFC 9293
 // §3.10.1 OPEN in CLOSED, active).
 func (sh *shard) startConnect(now monotime.Time, e *endpoint) {
-	c := e.c
-	if c == nil {
+	d := e.dial
+	if d.route == nil {
 		return
 	}
-	if old := sh.flows[c.id]; old != nil {
+	e.dial = dialParams{}
+	if old := sh.flows[e.id]; old != nil {
 		// The 4-tuple is still in use (e.g. TIME-WAIT).
-		c.route.Release()
-		c.route = nil
-		e.c = nil
+		d.route.Release()
 		e.fail(&tcpip.ErrPortInUse{}, StateError)
 		e.wq.Notify(waiter.EventHUp | waiter.EventErr | waiter.ReadableEvents | waiter.WritableEvents)
 		e.shardDone()
 		return
 	}
+	c := sh.newConn()
+	c.ep = e
+	c.id = e.id
+	c.hash = d.hash
+	c.netProto = d.netProto
+	c.route = d.route
+	c.active = true
+	e.c = c
 	o := sh.p.options()
 	c.state = StateSynSent
 	c.rtt = newRTT(o)
