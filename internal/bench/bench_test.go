@@ -119,20 +119,20 @@ func TestParseWorkloads(t *testing.T) {
 }
 
 func TestMedianQuantile(t *testing.T) {
-	if m := median([]float64{3, 1, 2}); m != 2 {
+	if m := Median([]float64{3, 1, 2}); m != 2 {
 		t.Errorf("median = %v", m)
 	}
-	if m := median([]float64{4, 1, 2, 3}); m != 2.5 {
+	if m := Median([]float64{4, 1, 2, 3}); m != 2.5 {
 		t.Errorf("median = %v", m)
 	}
 	d := make([]time.Duration, 1000)
 	for i := range d {
 		d[i] = time.Duration(i + 1)
 	}
-	if q := quantile(d, 0.5); q != 500 {
+	if q := Quantile(d, 0.5); q != 500 {
 		t.Errorf("p50 = %v", q)
 	}
-	if q := quantile(d, 0.999); q != 999 {
+	if q := Quantile(d, 0.999); q != 999 {
 		t.Errorf("p999 = %v", q)
 	}
 }

@@ -367,7 +367,7 @@ func Memory(tr adapter.Transport, o MemoryOpts) (MemoryResult, error) {
 	var (
 		next   atomic.Int64
 		dialed atomic.Int64
-		errs   errCount
+		errs   ErrCount
 		wg     sync.WaitGroup
 	)
 	t0 := time.Now()
@@ -386,7 +386,7 @@ func Memory(tr adapter.Transport, o MemoryOpts) (MemoryResult, error) {
 				}
 				c, err := clientNet.DialTCP("tcp", laddr, raddr)
 				if err != nil {
-					errs.add(err)
+					errs.Add(err)
 					stop.Store(true)
 					return
 				}
@@ -422,7 +422,7 @@ func Memory(tr adapter.Transport, o MemoryOpts) (MemoryResult, error) {
 			acceptMu.Lock()
 			got := len(serverConns)
 			acceptMu.Unlock()
-			errs.add(fmt.Errorf("memory: %d of %d connections accepted after %v", got, n, opTimeout))
+			errs.Add(fmt.Errorf("memory: %d of %d connections accepted after %v", got, n, opTimeout))
 		}
 	}
 	r.Establish = time.Since(t0)

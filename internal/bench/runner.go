@@ -145,30 +145,13 @@ func Run(s Settings, progress io.Writer) (*Report, error) {
 				}
 				rep.Samples = append(rep.Samples, smp)
 				if progress != nil {
-					fmt.Fprintf(progress, "round %d/%d %-6s %-8s %s\n", round, s.Rounds, w, cfg.Name, brief(smp))
+					fmt.Fprintf(progress, "round %d/%d %-6s %-8s %s\n", round, s.Rounds, w, cfg.Name, Brief(smp))
 				}
 			}
 		}
 	}
 	rep.Rows = medians(rep.Samples)
 	return rep, firstErr
-}
-
-func brief(s Sample) string {
-	if s.Error != "" {
-		return "ERROR: " + s.Error
-	}
-	if s.Skipped != "" {
-		return "skipped: " + s.Skipped
-	}
-	var b strings.Builder
-	for i, m := range s.Metrics {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%s %s", m.Name, format(m.Value))
-	}
-	return b.String()
 }
 
 // RunWorkload runs workload w once on a fresh stack pair per sub-run and
@@ -194,7 +177,7 @@ func RunWorkload(w string, tr adapter.Transport, d time.Duration, clients []int)
 			if err = withPair(func(p *Pair) error {
 				r, err := Short(p, Opts{Duration: d, Clients: n})
 				raw = append(raw, r)
-				ms = append(ms, shortMetrics(fmt.Sprintf("short c=%d", n), r)...)
+				ms = append(ms, ShortMetrics(fmt.Sprintf("short c=%d", n), r)...)
 				return err
 			}); err != nil {
 				break
@@ -205,7 +188,7 @@ func RunWorkload(w string, tr adapter.Transport, d time.Duration, clients []int)
 			if err = withPair(func(p *Pair) error {
 				r, err := Bulk(p, Opts{Duration: d, Clients: n})
 				raw = append(raw, r)
-				ms = append(ms, bulkMetrics(fmt.Sprintf("bulk %d stream", n), r)...)
+				ms = append(ms, BulkMetrics(fmt.Sprintf("bulk %d stream", n), r)...)
 				return err
 			}); err != nil {
 				break
@@ -216,7 +199,7 @@ func RunWorkload(w string, tr adapter.Transport, d time.Duration, clients []int)
 			if err = withPair(func(p *Pair) error {
 				r, err := RR(p, Opts{Duration: d, Clients: n})
 				raw = append(raw, r)
-				ms = append(ms, rrMetrics(fmt.Sprintf("rr %d conn", n), r)...)
+				ms = append(ms, RRMetrics(fmt.Sprintf("rr %d conn", n), r)...)
 				return err
 			}); err != nil {
 				break
@@ -247,30 +230,6 @@ func RunWorkload(w string, tr adapter.Transport, d time.Duration, clients []int)
 	return ms, raw, err
 }
 
-func shortMetrics(name string, r ShortResult) []Metric {
-	return []Metric{
-		{name + " conn/s", float64(r.Conns) / r.Elapsed.Seconds(), true},
-		{name + " CPU-s/1k conn", r.CPU.Seconds() / float64(r.Conns) * 1000, false},
-	}
-}
-
-func bulkMetrics(name string, r BulkResult) []Metric {
-	return []Metric{
-		{name + " Gb/s", float64(r.Bytes) * 8 / r.Elapsed.Seconds() / 1e9, true},
-		{name + " CPU-s/GiB", r.CPU.Seconds() / (float64(r.Bytes) / (1 << 30)), false},
-	}
-}
-
-func rrMetrics(name string, r RRResult) []Metric {
-	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-	return []Metric{
-		{name + " p50 µs", us(r.P50), false},
-		{name + " p99 µs", us(r.P99), false},
-		{name + " p999 µs", us(r.P999), false},
-		{name + " trips/s", float64(r.Trips) / r.Elapsed.Seconds(), true},
-	}
-}
-
 // AllocsPerConn is heap allocations and bytes per short connection.
 func AllocsPerConn(r ShortResult) []Metric {
 	n := float64(max(r.Conns, 1))
@@ -291,46 +250,13 @@ func AllocsPerMiB(r BulkResult) []Metric {
 
 // medians groups samples by metric, in first-seen order.
 func medians(samples []Sample) []Row {
-	type acc struct {
-		higher bool
-		vals   map[string][]float64
-	}
-	var order []string
-	by := map[string]*acc{}
-	for _, s := range samples {
-		if s.Error != "" {
-			continue
-		}
-		for _, m := range s.Metrics {
-			a := by[m.Name]
-			if a == nil {
-				a = &acc{higher: m.Higher, vals: map[string][]float64{}}
-				by[m.Name] = a
-				order = append(order, m.Name)
-			}
-			a.vals[s.Config] = append(a.vals[s.Config], m.Value)
-		}
-	}
-	rows := make([]Row, 0, len(order))
-	for _, name := range order {
-		a := by[name]
-		b, g := median(a.vals["batchtcp"]), median(a.vals["gvisor"])
-		r := Row{Metric: name, Higher: a.higher, BatchTCP: Num(b), GVisor: Num(g), Ratio: Num(b / g)}
-		rows = append(rows, r)
+	groups := GroupMetrics(samples)
+	rows := make([]Row, 0, len(groups))
+	for _, gr := range groups {
+		b, g := Median(gr.Values["batchtcp"]), Median(gr.Values["gvisor"])
+		rows = append(rows, Row{Metric: gr.Name, Higher: gr.Higher, BatchTCP: Num(b), GVisor: Num(g), Ratio: Num(b / g)})
 	}
 	return rows
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return math.NaN()
-	}
-	v = slices.Clone(v)
-	slices.Sort(v)
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 // WriteTable writes the medians as a plain table: one row per metric,
@@ -347,25 +273,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if r := float64(row.Ratio); !math.IsNaN(r) && !math.IsInf(r, 0) {
 			ratio = fmt.Sprintf("%.2fx", r)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", row.Metric, format(float64(row.BatchTCP)), format(float64(row.GVisor)), ratio, better)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", row.Metric, Format(float64(row.BatchTCP)), Format(float64(row.GVisor)), ratio, better)
 	}
 	return tw.Flush()
-}
-
-// format prints v with about four significant digits.
-func format(v float64) string {
-	switch a := math.Abs(v); {
-	case math.IsNaN(v):
-		return "-"
-	case a >= 1000:
-		return fmt.Sprintf("%.0f", v)
-	case a >= 100:
-		return fmt.Sprintf("%.1f", v)
-	case a >= 1:
-		return fmt.Sprintf("%.2f", v)
-	default:
-		return fmt.Sprintf("%.4f", v)
-	}
 }
 
 // WriteJSON writes the whole report, every sample included, to path.

@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -69,86 +67,12 @@ func (l *limiter) next() bool {
 	return !l.counted || l.left.Add(-1) >= 0
 }
 
-// usage is process CPU time and heap counters at one instant.
-type usage struct {
-	at      time.Time
-	cpu     time.Duration
-	mallocs uint64
-	bytes   uint64
-}
-
-func sample() usage {
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	var ru syscall.Rusage
-	var cpu time.Duration
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	return usage{at: time.Now(), cpu: cpu, mallocs: ms.Mallocs, bytes: ms.TotalAlloc}
-}
-
 // Cost is what a workload consumed between two samples.
 type Cost struct {
 	Elapsed    time.Duration `json:"elapsed_ns"`
 	CPU        time.Duration `json:"cpu_ns"`      // user + system, whole process
 	Mallocs    uint64        `json:"mallocs"`     // heap objects allocated
 	AllocBytes uint64        `json:"alloc_bytes"` // heap bytes allocated
-}
-
-func since(u usage) Cost {
-	v := sample()
-	return Cost{Elapsed: v.at.Sub(u.at), CPU: v.cpu - u.cpu, Mallocs: v.mallocs - u.mallocs, AllocBytes: v.bytes - u.bytes}
-}
-
-// errCount keeps the first error and counts all.
-type errCount struct {
-	mu    sync.Mutex
-	n     int64
-	first error
-}
-
-func (e *errCount) add(err error) {
-	e.mu.Lock()
-	if e.first == nil {
-		e.first = err
-	}
-	e.n++
-	e.mu.Unlock()
-}
-
-// server accepts on l and runs handle on each connection in its own
-// goroutine; stop closes the listener and waits for the handlers.
-type server struct {
-	l  net.Listener
-	wg sync.WaitGroup
-}
-
-func serve(l net.Listener, handle func(net.Conn)) *server {
-	s := &server{l: l}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(opTimeout))
-				handle(c)
-			}()
-		}
-	}()
-	return s
-}
-
-func (s *server) stop() {
-	s.l.Close()
-	s.wg.Wait()
 }
 
 // ShortResult is one run of the short workload.
@@ -171,7 +95,7 @@ func Short(p *Pair, o Opts) (ShortResult, error) {
 	if err != nil {
 		return ShortResult{}, err
 	}
-	srv := serve(l, func(c net.Conn) {
+	srv := Serve(l, opTimeout, func(c net.Conn) {
 		buf := msgBufs.Get().(*[MsgSize]byte) // escapes through net.Conn: pooled
 		defer msgBufs.Put(buf)
 		if _, err := io.ReadFull(c, buf[:]); err != nil {
@@ -182,15 +106,15 @@ func Short(p *Pair, o Opts) (ShortResult, error) {
 		}
 		_, _ = c.Read(buf[:1]) // the client's FIN
 	})
-	defer srv.stop()
+	defer srv.Stop()
 	addr := l.Addr().String()
 
 	var (
 		conns atomic.Int64
-		errs  errCount
+		errs  ErrCount
 		wg    sync.WaitGroup
 	)
-	u := sample()
+	u := StartMeter()
 	lim := newLimiter(o)
 	for range o.Clients {
 		wg.Add(1)
@@ -201,7 +125,7 @@ func Short(p *Pair, o Opts) (ShortResult, error) {
 			defer dc.close()
 			for lim.next() {
 				if err := shortOne(dc.get(), p, addr, req[:], resp[:]); err != nil {
-					errs.add(err)
+					errs.Add(err)
 					continue
 				}
 				conns.Add(1)
@@ -209,7 +133,7 @@ func Short(p *Pair, o Opts) (ShortResult, error) {
 		}()
 	}
 	wg.Wait()
-	r := ShortResult{Conns: conns.Load(), Errors: errs.n, Cost: since(u)}
+	r := ShortResult{Conns: conns.Load(), Errors: errs.n, Cost: u.Cost()}
 	if r.Conns == 0 {
 		return r, fmt.Errorf("short: no connection completed (%d errors, first: %v)", errs.n, errs.first)
 	}
@@ -281,26 +205,26 @@ func Bulk(p *Pair, o Opts) (BulkResult, error) {
 	}
 	var (
 		received atomic.Int64
-		errs     errCount
+		errs     ErrCount
 	)
-	srv := serve(l, func(c net.Conn) {
+	srv := Serve(l, opTimeout, func(c net.Conn) {
 		buf := make([]byte, 256<<10)
 		for {
 			n, err := c.Read(buf)
 			received.Add(int64(n))
 			if err != nil {
 				if !errors.Is(err, io.EOF) {
-					errs.add(fmt.Errorf("bulk server: %w", err))
+					errs.Add(fmt.Errorf("bulk server: %w", err))
 				}
 				return
 			}
 		}
 	})
-	defer srv.stop()
+	defer srv.Stop()
 	addr := l.Addr().String()
 
 	conns, err := dialN(p, addr, o.Clients, time.Time{})
-	defer closeAll(conns)
+	defer CloseAll(conns)
 	if err != nil {
 		return BulkResult{}, err
 	}
@@ -309,7 +233,7 @@ func Bulk(p *Pair, o Opts) (BulkResult, error) {
 		limit = time.Hour
 	}
 	var wg sync.WaitGroup
-	u := sample()
+	u := StartMeter()
 	lim := newLimiter(o)
 	for _, c := range conns {
 		_ = c.SetDeadline(time.Now().Add(limit + opTimeout))
@@ -319,12 +243,12 @@ func Bulk(p *Pair, o Opts) (BulkResult, error) {
 			chunk := make([]byte, ChunkSize)
 			for lim.next() {
 				if _, err := c.Write(chunk); err != nil {
-					errs.add(fmt.Errorf("bulk client: %w", err))
+					errs.Add(fmt.Errorf("bulk client: %w", err))
 					break
 				}
 			}
 			if err := c.Close(); err != nil {
-				errs.add(err)
+				errs.Add(err)
 			}
 		}()
 	}
@@ -332,7 +256,7 @@ func Bulk(p *Pair, o Opts) (BulkResult, error) {
 	// The run ends when the server has read everything.
 	srv.l.Close()
 	srv.wg.Wait()
-	r := BulkResult{Streams: o.Clients, Bytes: received.Load(), Errors: errs.n, Cost: since(u)}
+	r := BulkResult{Streams: o.Clients, Bytes: received.Load(), Errors: errs.n, Cost: u.Cost()}
 	if r.Bytes == 0 {
 		return r, fmt.Errorf("bulk: no bytes received (%d errors, first: %v)", errs.n, errs.first)
 	}
@@ -364,7 +288,7 @@ func RR(p *Pair, o Opts) (RRResult, error) {
 	if limit <= 0 {
 		limit = time.Hour
 	}
-	srv := serve(l, func(c net.Conn) {
+	srv := Serve(l, opTimeout, func(c net.Conn) {
 		_ = c.SetDeadline(time.Now().Add(limit + opTimeout))
 		var buf [MsgSize]byte
 		for {
@@ -376,22 +300,22 @@ func RR(p *Pair, o Opts) (RRResult, error) {
 			}
 		}
 	})
-	defer srv.stop()
+	defer srv.Stop()
 	addr := l.Addr().String()
 
 	conns, err := dialN(p, addr, o.Clients, time.Now().Add(limit+opTimeout))
-	defer closeAll(conns)
+	defer CloseAll(conns)
 	if err != nil {
 		return RRResult{}, err
 	}
 	var (
 		trips atomic.Int64
-		errs  errCount
+		errs  ErrCount
 		wg    sync.WaitGroup
 	)
 	lats := make([][]time.Duration, len(conns))
 	keep := maxSamples / len(conns)
-	u := sample()
+	u := StartMeter()
 	lim := newLimiter(o)
 	for i, c := range conns {
 		wg.Add(1)
@@ -402,11 +326,11 @@ func RR(p *Pair, o Opts) (RRResult, error) {
 			for lim.next() {
 				t0 := time.Now()
 				if _, err := c.Write(req[:]); err != nil {
-					errs.add(err)
+					errs.Add(err)
 					break
 				}
 				if _, err := io.ReadFull(c, resp[:]); err != nil {
-					errs.add(err)
+					errs.Add(err)
 					break
 				}
 				if len(mine) < keep {
@@ -418,20 +342,14 @@ func RR(p *Pair, o Opts) (RRResult, error) {
 		}()
 	}
 	wg.Wait()
-	r := RRResult{Conns: len(conns), Trips: trips.Load(), Errors: errs.n, Cost: since(u)}
+	r := RRResult{Conns: len(conns), Trips: trips.Load(), Errors: errs.n, Cost: u.Cost()}
 	all := slices.Concat(lats...)
 	if len(all) == 0 {
 		return r, fmt.Errorf("rr: no round trip completed (%d errors, first: %v)", errs.n, errs.first)
 	}
 	slices.Sort(all)
-	r.P50, r.P99, r.P999 = quantile(all, 0.50), quantile(all, 0.99), quantile(all, 0.999)
+	r.P50, r.P99, r.P999 = Quantile(all, 0.50), Quantile(all, 0.99), Quantile(all, 0.999)
 	return r, nil
-}
-
-// quantile returns the q-quantile of sorted d (nearest rank).
-func quantile(d []time.Duration, q float64) time.Duration {
-	i := int(q*float64(len(d))+0.5) - 1
-	return d[max(0, min(i, len(d)-1))]
 }
 
 // dialN opens n persistent connections to addr from the client stack, each
@@ -449,10 +367,4 @@ func dialN(p *Pair, addr string, n int, deadline time.Time) ([]net.Conn, error) 
 		conns = append(conns, c)
 	}
 	return conns, nil
-}
-
-func closeAll(conns []net.Conn) {
-	for _, c := range conns {
-		c.Close()
-	}
 }

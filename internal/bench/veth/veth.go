@@ -244,7 +244,7 @@ func Run(s Settings, progress io.Writer) (*Report, error) {
 				}
 				rep.Samples = append(rep.Samples, smp)
 				if progress != nil {
-					fmt.Fprintf(progress, "round %d/%d %-5s %s %-10s %s\n", round, s.Rounds, w, cfg.Letter, cfg.Name, brief(smp))
+					fmt.Fprintf(progress, "round %d/%d %-5s %s %-10s %s\n", round, s.Rounds, w, cfg.Letter, cfg.Name, bench.Brief(smp))
 				}
 			}
 		}
@@ -296,7 +296,7 @@ func RunWorkload(w string, cfg Config, s Settings) ([]bench.Metric, []any, error
 		for _, n := range s.Clients {
 			if err = one(func(t target) (any, []bench.Metric, error) {
 				r, err := short(t, s.Duration, n)
-				return r, shortMetrics(fmt.Sprintf("short c=%d", n), r), err
+				return r, bench.ShortMetrics(fmt.Sprintf("short c=%d", n), r), err
 			}); err != nil {
 				break
 			}
@@ -305,7 +305,7 @@ func RunWorkload(w string, cfg Config, s Settings) ([]bench.Metric, []any, error
 		for _, n := range s.Streams {
 			if err = one(func(t target) (any, []bench.Metric, error) {
 				r, err := bulk(t, s.Duration, n)
-				return r, bulkMetrics(fmt.Sprintf("bulk %d stream", n), r), err
+				return r, bench.BulkMetrics(fmt.Sprintf("bulk %d stream", n), r), err
 			}); err != nil {
 				break
 			}
@@ -314,7 +314,7 @@ func RunWorkload(w string, cfg Config, s Settings) ([]bench.Metric, []any, error
 		for _, n := range s.Conns {
 			if err = one(func(t target) (any, []bench.Metric, error) {
 				r, err := rr(t, s.Duration, n)
-				return r, rrMetrics(fmt.Sprintf("rr %d conn", n), r), err
+				return r, bench.RRMetrics(fmt.Sprintf("rr %d conn", n), r), err
 			}); err != nil {
 				break
 			}
@@ -327,97 +327,23 @@ func RunWorkload(w string, cfg Config, s Settings) ([]bench.Metric, []any, error
 
 // The metrics have internal/bench's names.
 
-func shortMetrics(name string, r bench.ShortResult) []bench.Metric {
-	n := float64(max(r.Conns, 1))
-	return []bench.Metric{
-		{Name: name + " conn/s", Value: float64(r.Conns) / r.Elapsed.Seconds(), Higher: true},
-		{Name: name + " CPU-s/1k conn", Value: r.CPU.Seconds() / n * 1000},
-	}
-}
-
-func bulkMetrics(name string, r bench.BulkResult) []bench.Metric {
-	gib := max(float64(r.Bytes)/(1<<30), 1e-12)
-	return []bench.Metric{
-		{Name: name + " Gb/s", Value: float64(r.Bytes) * 8 / r.Elapsed.Seconds() / 1e9, Higher: true},
-		{Name: name + " CPU-s/GiB", Value: r.CPU.Seconds() / gib},
-	}
-}
-
-func rrMetrics(name string, r bench.RRResult) []bench.Metric {
-	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-	return []bench.Metric{
-		{Name: name + " p50 µs", Value: us(r.P50)},
-		{Name: name + " p99 µs", Value: us(r.P99)},
-		{Name: name + " p999 µs", Value: us(r.P999)},
-		{Name: name + " trips/s", Value: float64(r.Trips) / r.Elapsed.Seconds(), Higher: true},
-	}
-}
-
-func brief(s bench.Sample) string {
-	if s.Error != "" {
-		return "ERROR: " + s.Error
-	}
-	var b strings.Builder
-	for i, m := range s.Metrics {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%s %s", m.Name, format(m.Value))
-	}
-	return b.String()
-}
-
 // medians groups samples by metric, in first-seen order.
 func medians(samples []bench.Sample, cfgs []Config) []Row {
-	type acc struct {
-		higher bool
-		vals   map[string][]float64
-	}
-	var order []string
-	by := map[string]*acc{}
-	for _, s := range samples {
-		if s.Error != "" {
-			continue
-		}
-		for _, m := range s.Metrics {
-			a := by[m.Name]
-			if a == nil {
-				a = &acc{higher: m.Higher, vals: map[string][]float64{}}
-				by[m.Name] = a
-				order = append(order, m.Name)
-			}
-			a.vals[s.Config] = append(a.vals[s.Config], m.Value)
-		}
-	}
-	rows := make([]Row, 0, len(order))
-	for _, name := range order {
-		a := by[name]
-		r := Row{Metric: name, Higher: a.higher, Medians: map[string]bench.Num{},
+	groups := bench.GroupMetrics(samples)
+	rows := make([]Row, 0, len(groups))
+	for _, gr := range groups {
+		r := Row{Metric: gr.Name, Higher: gr.Higher, Medians: map[string]bench.Num{},
 			VsGVisor: map[string]bench.Num{}, VsLinux: map[string]bench.Num{}}
+		g, l := bench.Median(gr.Values[refGVisor]), bench.Median(gr.Values[refLinux])
 		for _, c := range cfgs {
-			r.Medians[c.Name] = bench.Num(median(a.vals[c.Name]))
-		}
-		g, l := median(a.vals[refGVisor]), median(a.vals[refLinux])
-		for _, c := range cfgs {
-			v := float64(r.Medians[c.Name])
+			v := bench.Median(gr.Values[c.Name])
+			r.Medians[c.Name] = bench.Num(v)
 			r.VsGVisor[c.Name] = bench.Num(v / g)
 			r.VsLinux[c.Name] = bench.Num(v / l)
 		}
 		rows = append(rows, r)
 	}
 	return rows
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return math.NaN()
-	}
-	v = slices.Clone(v)
-	slices.Sort(v)
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 // ratioCols are the ratio columns of the table: the configuration and its
@@ -454,7 +380,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	for _, row := range r.Rows {
 		fmt.Fprintf(tw, "%s\t", row.Metric)
 		for _, c := range r.Settings.Configs {
-			fmt.Fprintf(tw, "%s\t", format(float64(row.Medians[c.Name])))
+			fmt.Fprintf(tw, "%s\t", bench.Format(float64(row.Medians[c.Name])))
 		}
 		for _, rc := range cols {
 			var v float64
@@ -479,22 +405,6 @@ func ratio(v float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.2fx", v)
-}
-
-// format prints v with about four significant digits.
-func format(v float64) string {
-	switch a := math.Abs(v); {
-	case math.IsNaN(v):
-		return "-"
-	case a >= 1000:
-		return fmt.Sprintf("%.0f", v)
-	case a >= 100:
-		return fmt.Sprintf("%.1f", v)
-	case a >= 1:
-		return fmt.Sprintf("%.2f", v)
-	default:
-		return fmt.Sprintf("%.4f", v)
-	}
 }
 
 // WriteJSON writes the whole report, every sample included, to path.

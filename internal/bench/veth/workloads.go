@@ -7,11 +7,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/xdptcp/xdptcp/internal/bench"
@@ -33,86 +31,6 @@ type target struct {
 	dial   func(ctx context.Context, addr netip.AddrPort) (net.Conn, error)
 }
 
-// usage is process CPU time and heap counters at one instant.
-type usage struct {
-	at      time.Time
-	cpu     time.Duration
-	mallocs uint64
-	bytes   uint64
-}
-
-func sample() usage {
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	var ru syscall.Rusage
-	var cpu time.Duration
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	return usage{at: time.Now(), cpu: cpu, mallocs: ms.Mallocs, bytes: ms.TotalAlloc}
-}
-
-func since(u usage) bench.Cost {
-	v := sample()
-	return bench.Cost{Elapsed: v.at.Sub(u.at), CPU: v.cpu - u.cpu, Mallocs: v.mallocs - u.mallocs, AllocBytes: v.bytes - u.bytes}
-}
-
-// errCount keeps the first error and counts all.
-type errCount struct {
-	mu    sync.Mutex
-	n     int64
-	first error
-}
-
-func (e *errCount) add(err error) {
-	e.mu.Lock()
-	if e.first == nil {
-		e.first = err
-	}
-	e.n++
-	e.mu.Unlock()
-}
-
-func (e *errCount) get() (int64, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.n, e.first
-}
-
-// server accepts on l and runs handle on each connection in its own
-// goroutine; stop closes the listener and waits for the handlers.
-type server struct {
-	l  net.Listener
-	wg sync.WaitGroup
-}
-
-func serve(l net.Listener, handle func(net.Conn)) *server {
-	s := &server{l: l}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(opTimeout))
-				handle(c)
-			}()
-		}
-	}()
-	return s
-}
-
-func (s *server) stop() {
-	s.l.Close()
-	s.wg.Wait()
-}
-
 func listenAddr(l net.Listener) (netip.AddrPort, error) {
 	a, err := netip.ParseAddrPort(l.Addr().String())
 	if err != nil {
@@ -131,7 +49,7 @@ func short(t target, d time.Duration, n int) (bench.ShortResult, error) {
 	if err != nil {
 		return bench.ShortResult{}, err
 	}
-	srv := serve(l, func(c net.Conn) {
+	srv := bench.Serve(l, opTimeout, func(c net.Conn) {
 		var buf [bench.MsgSize]byte
 		if _, err := io.ReadFull(c, buf[:]); err != nil {
 			return
@@ -141,17 +59,17 @@ func short(t target, d time.Duration, n int) (bench.ShortResult, error) {
 		}
 		_, _ = c.Read(buf[:1]) // the client's FIN
 	})
-	defer srv.stop()
+	defer srv.Stop()
 	addr, err := listenAddr(l)
 	if err != nil {
 		return bench.ShortResult{}, err
 	}
 	var (
 		conns atomic.Int64
-		errs  errCount
+		errs  bench.ErrCount
 		wg    sync.WaitGroup
 	)
-	u := sample()
+	u := bench.StartMeter()
 	end := deadline(d)
 	for range n {
 		wg.Add(1)
@@ -160,7 +78,7 @@ func short(t target, d time.Duration, n int) (bench.ShortResult, error) {
 			var req, resp [bench.MsgSize]byte
 			for time.Now().Before(end) {
 				if err := shortOne(t, addr, req[:], resp[:]); err != nil {
-					errs.add(err)
+					errs.Add(err)
 					continue
 				}
 				conns.Add(1)
@@ -168,8 +86,8 @@ func short(t target, d time.Duration, n int) (bench.ShortResult, error) {
 		}()
 	}
 	wg.Wait()
-	ne, first := errs.get()
-	r := bench.ShortResult{Conns: conns.Load(), Errors: ne, Cost: since(u)}
+	ne, first := errs.Get()
+	r := bench.ShortResult{Conns: conns.Load(), Errors: ne, Cost: u.Cost()}
 	if r.Conns == 0 {
 		return r, fmt.Errorf("short: no connection completed (%d errors, first: %v)", ne, first)
 	}
@@ -204,9 +122,9 @@ func bulk(t target, d time.Duration, n int) (bench.BulkResult, error) {
 	}
 	var (
 		received atomic.Int64
-		errs     errCount
+		errs     bench.ErrCount
 	)
-	srv := serve(l, func(c net.Conn) {
+	srv := bench.Serve(l, opTimeout, func(c net.Conn) {
 		_ = c.SetDeadline(time.Now().Add(d + opTimeout))
 		buf := make([]byte, 256<<10)
 		for {
@@ -214,24 +132,24 @@ func bulk(t target, d time.Duration, n int) (bench.BulkResult, error) {
 			received.Add(int64(k))
 			if err != nil {
 				if !errors.Is(err, io.EOF) {
-					errs.add(fmt.Errorf("bulk server: %w", err))
+					errs.Add(fmt.Errorf("bulk server: %w", err))
 				}
 				return
 			}
 		}
 	})
-	defer srv.stop()
+	defer srv.Stop()
 	addr, err := listenAddr(l)
 	if err != nil {
 		return bench.BulkResult{}, err
 	}
 	conns, err := dialN(t, addr, n)
-	defer closeAll(conns)
+	defer bench.CloseAll(conns)
 	if err != nil {
 		return bench.BulkResult{}, err
 	}
 	var wg sync.WaitGroup
-	u := sample()
+	u := bench.StartMeter()
 	end := deadline(d)
 	for _, c := range conns {
 		_ = c.SetDeadline(time.Now().Add(d + opTimeout))
@@ -241,20 +159,19 @@ func bulk(t target, d time.Duration, n int) (bench.BulkResult, error) {
 			chunk := make([]byte, bench.ChunkSize)
 			for time.Now().Before(end) {
 				if _, err := c.Write(chunk); err != nil {
-					errs.add(fmt.Errorf("bulk client: %w", err))
+					errs.Add(fmt.Errorf("bulk client: %w", err))
 					break
 				}
 			}
 			if err := c.Close(); err != nil {
-				errs.add(err)
+				errs.Add(err)
 			}
 		}()
 	}
 	wg.Wait()
-	srv.l.Close()
-	srv.wg.Wait()
-	ne, first := errs.get()
-	r := bench.BulkResult{Streams: n, Bytes: received.Load(), Errors: ne, Cost: since(u)}
+	srv.Stop()
+	ne, first := errs.Get()
+	r := bench.BulkResult{Streams: n, Bytes: received.Load(), Errors: ne, Cost: u.Cost()}
 	if r.Bytes == 0 {
 		return r, fmt.Errorf("bulk: no bytes received (%d errors, first: %v)", ne, first)
 	}
@@ -268,7 +185,7 @@ func rr(t target, d time.Duration, n int) (bench.RRResult, error) {
 	if err != nil {
 		return bench.RRResult{}, err
 	}
-	srv := serve(l, func(c net.Conn) {
+	srv := bench.Serve(l, opTimeout, func(c net.Conn) {
 		_ = c.SetDeadline(time.Now().Add(d + opTimeout))
 		var buf [bench.MsgSize]byte
 		for {
@@ -280,24 +197,24 @@ func rr(t target, d time.Duration, n int) (bench.RRResult, error) {
 			}
 		}
 	})
-	defer srv.stop()
+	defer srv.Stop()
 	addr, err := listenAddr(l)
 	if err != nil {
 		return bench.RRResult{}, err
 	}
 	conns, err := dialN(t, addr, n)
-	defer closeAll(conns)
+	defer bench.CloseAll(conns)
 	if err != nil {
 		return bench.RRResult{}, err
 	}
 	var (
 		trips atomic.Int64
-		errs  errCount
+		errs  bench.ErrCount
 		wg    sync.WaitGroup
 	)
 	lats := make([][]time.Duration, len(conns))
 	keep := maxSamples / len(conns)
-	u := sample()
+	u := bench.StartMeter()
 	end := deadline(d)
 	for i, c := range conns {
 		_ = c.SetDeadline(end.Add(opTimeout))
@@ -309,11 +226,11 @@ func rr(t target, d time.Duration, n int) (bench.RRResult, error) {
 			for time.Now().Before(end) {
 				t0 := time.Now()
 				if _, err := c.Write(req[:]); err != nil {
-					errs.add(err)
+					errs.Add(err)
 					break
 				}
 				if _, err := io.ReadFull(c, resp[:]); err != nil {
-					errs.add(err)
+					errs.Add(err)
 					break
 				}
 				if len(mine) < keep {
@@ -325,21 +242,15 @@ func rr(t target, d time.Duration, n int) (bench.RRResult, error) {
 		}()
 	}
 	wg.Wait()
-	ne, first := errs.get()
-	r := bench.RRResult{Conns: len(conns), Trips: trips.Load(), Errors: ne, Cost: since(u)}
+	ne, first := errs.Get()
+	r := bench.RRResult{Conns: len(conns), Trips: trips.Load(), Errors: ne, Cost: u.Cost()}
 	all := slices.Concat(lats...)
 	if len(all) == 0 {
 		return r, fmt.Errorf("rr: no round trip completed (%d errors, first: %v)", ne, first)
 	}
 	slices.Sort(all)
-	r.P50, r.P99, r.P999 = quantile(all, 0.50), quantile(all, 0.99), quantile(all, 0.999)
+	r.P50, r.P99, r.P999 = bench.Quantile(all, 0.50), bench.Quantile(all, 0.99), bench.Quantile(all, 0.999)
 	return r, nil
-}
-
-// quantile returns the q-quantile of sorted d (nearest rank).
-func quantile(d []time.Duration, q float64) time.Duration {
-	i := int(q*float64(len(d))+0.5) - 1
-	return d[max(0, min(i, len(d)-1))]
 }
 
 // dialN opens n persistent connections. On error it returns those opened.
@@ -355,10 +266,4 @@ func dialN(t target, addr netip.AddrPort, n int) ([]net.Conn, error) {
 		conns = append(conns, c)
 	}
 	return conns, nil
-}
-
-func closeAll(conns []net.Conn) {
-	for _, c := range conns {
-		c.Close()
-	}
 }
