@@ -80,7 +80,8 @@ func TestBatchTCP(t *testing.T) {
 	}
 }
 
-// TestGVisor records how gVisor's TCP does on the same corpus.
+// TestGVisor records how gVisor's TCP does on the same corpus; it fails only
+// on a runner problem.
 func TestGVisor(t *testing.T) {
 	if !*gvisor {
 		t.Skip("-conform.gvisor=false")
@@ -91,7 +92,18 @@ func TestGVisor(t *testing.T) {
 	n := runner.Counts(rows, 0)
 	t.Logf("gVisor TCP, IPv4, relaxed: %d pass, %d fail, %d unsupported of %d", n[runner.Pass], n[runner.Fail], n[runner.Unsupported], len(rows))
 	for _, r := range rows {
-		if res := r.Results[0]; res.Status != runner.Pass && testing.Verbose() {
+		res := r.Results[0]
+		// gVisor may fail a script (recorded, explained in the docs), but
+		// the runner must handle it: no parse error, no internal error. A
+		// failure without a "// gvisor:" explanation is logged, not failed:
+		// gVisor settles by a quiet period, which a loaded CI machine can
+		// stretch.
+		switch {
+		case res.Status == runner.ParseError || strings.Contains(res.Msg, "runner error"):
+			t.Errorf("%s", res.Report())
+		case res.Status == runner.Fail && len(r.Notes) == 0:
+			t.Logf("%s fails on gVisor's TCP without a // gvisor: line explaining why:\n%s", r.File, res.Report())
+		case res.Status != runner.Pass && testing.Verbose():
 			t.Logf("%s", res.Report())
 		}
 	}
