@@ -220,7 +220,10 @@ func TestZeroWindowPersistProbe(t *testing.T) {
 	time.Sleep(5 * time.Millisecond)
 	c.write(payload(100, 'p'))
 	c.recvNothing()
-	c.advance(time.Second)
+	// Just past the first probe (RTO floor 200 ms) and short of the second
+	// (400 ms later): ManualClock.Advance runs timers armed during the
+	// advance too, so a longer step may fire two probes.
+	c.advance(250 * time.Millisecond)
 	s := c.expect(fACK, c.ack-1, c.seq)
 	if len(s.payload) != 0 {
 		t.Errorf("probe carries %d octets", len(s.payload))
