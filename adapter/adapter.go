@@ -19,6 +19,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
+	"github.com/xdptcp/xdptcp/batchtcp"
 	"github.com/xdptcp/xdptcp/link/txbatch"
 )
 
@@ -90,6 +91,13 @@ func (st *Stack) setup(c *config) error {
 		return err
 	}
 	var nicOpts stack.NICOptions
+	if c.direct {
+		p, ok := s.TransportProtocolInstance(header.TCPProtocolNumber).(*batchtcp.Protocol)
+		if !ok {
+			return fmt.Errorf("adapter: TCP protocol is not batchtcp")
+		}
+		st.link = p.DirectLink(st.link)
+	}
 	if c.txBatching {
 		lanes, attach, err := batchLanes(s)
 		if err != nil {

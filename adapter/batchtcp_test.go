@@ -42,6 +42,12 @@ func TestEchoBatchTCPToGVisor(t *testing.T) {
 	}
 	defer sa.Close()
 	defer sb.Close()
+	echoOnce(t, sa, sb)
+}
+
+// echoOnce dials from sa to an echo server on sb and checks one echo.
+func echoOnce(t *testing.T, sa, sb *Stack) {
+	t.Helper()
 	dst := DefaultPairAddrsB[0].Addr()
 	ln, err := gonet.ListenTCP(sb.Stack(), fullAddr(sb, dst, 7), ipv4.ProtocolNumber)
 	if err != nil {
@@ -63,4 +69,23 @@ func TestEchoBatchTCPToGVisor(t *testing.T) {
 		t.Fatalf("echo %q, %v", got, err)
 	}
 	c.Close()
+}
+
+// Direct delivery is on by default for batchtcp and off on request.
+func TestDirectTCPOption(t *testing.T) {
+	for _, opts := range [][]Option{{WithShards(2)}, {WithShards(2), WithDirectTCP(false)}} {
+		sa, sb, err := NewPair(memlink.Options{}, opts, gvisor())
+		if err != nil {
+			t.Fatal(err)
+		}
+		echoOnce(t, sa, sb)
+		p := sa.Stack().TransportProtocolInstance(header.TCPProtocolNumber).(*batchtcp.Protocol)
+		p.Sync()
+		on := len(opts) == 1
+		if n := p.Stats().DirectSegments; on != (n > 0) {
+			t.Errorf("direct %v: %d segments went direct", on, n)
+		}
+		sa.Close()
+		sb.Close()
+	}
 }

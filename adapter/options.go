@@ -54,6 +54,8 @@ type config struct {
 	snaplen       uint32
 	txBatching    bool
 	txBatchingSet bool
+	direct        bool
+	directSet     bool
 	errs          []error
 }
 
@@ -176,6 +178,15 @@ func WithTxBatching(on bool) Option {
 	return func(c *config) { c.txBatching, c.txBatchingSet = on, true }
 }
 
+// WithDirectTCP turns batchtcp's direct delivery (batchtcp.DirectLink) on
+// or off: TCP segments of existing flows go from the link to their shard
+// without gVisor's IP layer, which then neither filters (iptables/nftables:
+// the path switches itself off when they are configured) nor sees them.
+// Default on for BatchTCP; GVisorTCP never uses it.
+func WithDirectTCP(on bool) Option {
+	return func(c *config) { c.direct, c.directSet = on, true }
+}
+
 func buildConfig(opts []Option) (*config, error) {
 	c := &config{}
 	for _, o := range opts {
@@ -188,8 +199,12 @@ func buildConfig(opts []Option) (*config, error) {
 	if !c.txBatchingSet {
 		c.txBatching = c.transport == BatchTCP
 	}
+	if !c.directSet {
+		c.direct = c.transport == BatchTCP
+	}
 	if c.transport == GVisorTCP {
 		c.txBatching = false
+		c.direct = false
 	}
 	return c, errors.Join(c.errs...)
 }

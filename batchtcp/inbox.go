@@ -7,11 +7,14 @@ import (
 )
 
 // inSeg is one inbound segment queued for a shard: the packet (a reference
-// the shard releases) and its flow.
+// the shard releases) and its flow. direct is set when it came from a
+// DirectLink (size: its bytes as the NIC received them).
 type inSeg struct {
-	pkt  *stack.PacketBuffer
-	id   stack.TransportEndpointID
-	hash uint32
+	pkt    *stack.PacketBuffer
+	id     stack.TransportEndpointID
+	hash   uint32
+	size   uint32
+	direct *DirectLink
 }
 
 // inbox is a shard's input: segments from link goroutines and endpoints with

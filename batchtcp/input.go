@@ -17,6 +17,17 @@ const pawsIdle = 24 * 24 * time.Hour
 
 // handleSegment is SEGMENT ARRIVES (RFC 9293 §3.10.7) for one segment.
 func (sh *shard) handleSegment(now monotime.Time, in *inSeg) {
+	c := sh.flows[in.id]
+	if in.direct != nil {
+		if c == nil {
+			// Not ours to judge without the stack: is the destination one of
+			// its addresses, is there a listener (DirectLink).
+			sh.stats.DirectFallbacks++
+			in.direct.fallback(in.pkt)
+			return
+		}
+		sh.countDirect(in)
+	}
 	s := &sh.seg
 	if !s.parse(in.pkt, in.id) {
 		sh.stats.InvalidSegmentsReceived++
@@ -26,7 +37,6 @@ func (sh *shard) handleSegment(now monotime.Time, in *inSeg) {
 	if s.has(wire.FlagRST) {
 		sh.stats.ResetsReceived++
 	}
-	c := sh.flows[in.id]
 	if c != nil && sh.orphanedEmbryo(c) {
 		c = nil // its listener was closed: as if it never existed
 	}

@@ -185,6 +185,8 @@ func (p *Protocol) Stats() Stats {
 		conns := sh.pubConns
 		sh.pubMu.Unlock()
 		st.InboxDrops += c.InboxDrops + sh.inboxDrops.Load()
+		st.DirectSegments += c.DirectSegments
+		st.DirectFallbacks += c.DirectFallbacks
 		st.PAWSDrops += c.PAWSDrops
 		st.ChallengeACKs += c.ChallengeACKs
 		st.ChallengeLimited += c.ChallengeLimited

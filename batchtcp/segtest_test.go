@@ -84,6 +84,7 @@ type harness struct {
 type hopt struct {
 	v6     bool
 	shards int
+	direct bool // the NIC's link is wrapped in a batchtcp.DirectLink
 }
 
 func newHarness(t *testing.T, o hopt) *harness {
@@ -99,7 +100,11 @@ func newHarness(t *testing.T, o hopt) *harness {
 		Clock:              clock,
 	})
 	ch := channel.New(256, linkMTU, "")
-	if err := s.CreateNIC(1, ch); err != nil {
+	var link stack.LinkEndpoint = ch
+	if o.direct {
+		link = s.TransportProtocolInstance(batchtcp.ProtocolNumber).(*batchtcp.Protocol).DirectLink(ch)
+	}
+	if err := s.CreateNIC(1, link); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range []tcpip.Address{stackV4, stackV6} {

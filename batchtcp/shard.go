@@ -39,6 +39,7 @@ type shard struct {
 
 	stats      shardStats
 	prevStats  shardStats
+	direct     directCount
 	inboxDrops atomic.Uint64
 
 	// Published snapshot for Protocol.Stats (updated once per batch).
@@ -169,6 +170,7 @@ func (sh *shard) batch(segs []inSeg, eps []*endpoint, timers bool) {
 		sh.stats.Batches++
 		sh.stats.BatchSegments += uint64(len(segs))
 	}
+	sh.flushDirect()
 	tcpStats := sh.p.stack.Stats().TCP
 	sh.stats.publish(&sh.prevStats, &tcpStats)
 	sh.pubMu.Lock()

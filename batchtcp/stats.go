@@ -32,6 +32,8 @@ type shardStats struct {
 
 	// batchtcp's own, per drop reason (FreeBSD tcp_input.c style).
 	InboxDrops       uint64 // shard inbox full
+	DirectSegments   uint64 // arrived through a DirectLink
+	DirectFallbacks  uint64 // direct, but no flow: handed to the stack
 	PAWSDrops        uint64 // RFC 7323 §5 PAWS rejected
 	ChallengeACKs    uint64 // RFC 5961 challenge ACKs sent
 	ChallengeLimited uint64 // challenge ACKs suppressed by §7 rate limit
@@ -88,8 +90,12 @@ func gauge(c *tcpip.StatCounter, d int64) {
 
 // Stats is a snapshot of batchtcp's own counters summed over shards.
 type Stats struct {
-	Shards           int
-	InboxDrops       uint64
+	Shards     int
+	InboxDrops uint64
+	// DirectSegments arrived through a DirectLink; DirectFallbacks came
+	// that way for a flow no shard held and went on through the stack.
+	DirectSegments   uint64
+	DirectFallbacks  uint64
 	PAWSDrops        uint64
 	ChallengeACKs    uint64
 	ChallengeLimited uint64

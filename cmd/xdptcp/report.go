@@ -42,8 +42,8 @@ func writeLinkStats(w io.Writer, s xdp.Stats) {
 
 // writeBatchStats prints batchtcp's own counters.
 func writeBatchStats(w io.Writer, s batchtcp.Stats) {
-	fmt.Fprintf(w, "batchtcp: %d shards, %d segments in %d batches (%s segments/batch), %d retransmits, segments per shard %v\n",
-		s.Shards, s.BatchSegments, s.Batches, ratio(s.BatchSegments, s.Batches), s.Retransmits, s.PerShardSegments)
+	fmt.Fprintf(w, "batchtcp: %d shards, %d segments in %d batches (%s segments/batch), %d direct from the link (%d handed back to the stack), %d retransmits, segments per shard %v\n",
+		s.Shards, s.BatchSegments, s.Batches, ratio(s.BatchSegments, s.Batches), s.DirectSegments, s.DirectFallbacks, s.Retransmits, s.PerShardSegments)
 }
 
 // writeTCPStats prints the stack's TCP counters.
