@@ -11,6 +11,7 @@ import (
 	"github.com/xdptcp/xdptcp/batchtcp/internal/reasm"
 	"github.com/xdptcp/xdptcp/batchtcp/internal/rtt"
 	"github.com/xdptcp/xdptcp/batchtcp/internal/timerwheel"
+	"github.com/xdptcp/xdptcp/batchtcp/wire"
 )
 
 // conn is a transmission control block (RFC 9293 §3.3.1). Every field is
@@ -59,8 +60,15 @@ type conn struct {
 	tsOffset    uint32
 	tsRecent    uint32
 	tsRecentAge monotime.Time
-	lastAckSent seqnum.Value
 	wsOK        bool
+
+	// RFC 2018 SACK, receiver side: negotiated (offered, before the
+	// handshake ends), and the starts of the latest out-of-order segments,
+	// most recent first, whose blocks our ACKs report.
+	sackOK      bool
+	sackN       uint8
+	lastAckSent seqnum.Value
+	sackRecent  [wire.MaxSACKBlocks]seqnum.Value
 
 	// Retransmission (RFC 6298) and congestion control (RFC 5681/6582).
 	rtt       rtt.Estimator

@@ -412,7 +412,8 @@ func (sh *shard) startConnect(now monotime.Time, e *endpoint) {
 	c.sndNxt = c.iss + 1
 	c.sndMax = c.sndNxt
 	c.sndBase = c.iss + 1
-	c.tsOK = true // offered; kept only if the SYN-ACK echoes it
+	c.tsOK = true     // offered; kept only if the SYN-ACK echoes it
+	c.sackOK = o.sack // offered likewise (RFC 2018 §2)
 	c.tsOffset = sh.p.sec.tsOffset(c.id)
 	c.rcvWS = windowShift(e.rcvBufSize())
 	c.userMSS = int(e.userMSS.Load())

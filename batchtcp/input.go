@@ -134,6 +134,7 @@ func (sh *shard) listenInput(now monotime.Time, l *listener, s *segment, hash ui
 	c.sndBase = c.iss + 1
 	c.userMSS = int(lep.userMSS.Load())
 	c.negotiate(now, s, sh.p.sec.tsOffset(c.id), int(lep.ops.GetReceiveBufferSize()), true)
+	c.sackOK = c.sackOK && sh.p.options().sack
 	c.sndWnd = seqnum.Size(s.wnd) // RFC 7323 §2.2: a SYN's window is never scaled.
 	c.sndWL1, c.sndWL2 = s.seq, c.iss
 	c.owner = sh
@@ -165,6 +166,7 @@ func (c *conn) negotiate(now monotime.Time, s *segment, tsOffset uint32, rcvBuf 
 	} else {
 		c.wsOK, c.sndWS, c.rcvWS = false, 0, 0
 	}
+	c.sackOK = s.opt.SACKPermitted // RFC 2018 §2; the caller ANDs in our side
 	if s.opt.HasTS {
 		c.tsOK = true
 		c.tsOffset = tsOffset
@@ -240,9 +242,10 @@ func (sh *shard) synSentInput(now monotime.Time, c *conn, s *segment) {
 	// Fourth: the SYN.
 	c.irs = s.seq
 	c.rcvNxt = s.seq + 1
-	offeredTS := c.tsOK
+	offeredTS, offeredSACK := c.tsOK, c.sackOK
 	c.negotiate(now, s, c.tsOffset, c.ep.rcvBufSize(), false)
 	c.tsOK = c.tsOK && offeredTS
+	c.sackOK = c.sackOK && offeredSACK
 	c.sndWnd = seqnum.Size(s.wnd)
 	c.sndWL1, c.sndWL2 = s.seq, s.ack
 	c.maxWnd = c.sndWnd
@@ -632,6 +635,7 @@ func (sh *shard) receiveData(now monotime.Time, c *conn, seq seqnum.Value, data 
 		// batch's other ACKs: without SACK, the sender counts duplicate
 		// ACKs to detect the loss (§3.2 fast retransmit).
 		c.reasm.Insert(seq, data)
+		c.noteSACK(seq)
 		sh.sendACK(now, c)
 		c.wake(sh)
 		return

@@ -208,7 +208,7 @@ func (sh *shard) sendACK(now monotime.Time, c *conn) {
 }
 
 // sendSYN sends our SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED), with
-// options (RFC 9293 §3.7.1 MSS, RFC 7323 WS and TS).
+// options (RFC 9293 §3.7.1 MSS, RFC 7323 WS and TS, RFC 2018 SACK-permitted).
 func (sh *shard) sendSYN(now monotime.Time, c *conn) {
 	flags := wire.FlagSYN
 	if c.state == StateSynRecv {
@@ -226,6 +226,7 @@ func (sh *shard) sendSYN(now monotime.Time, c *conn) {
 		o.TSVal = c.tsVal(now)
 		o.TSEcr = c.tsRecent
 	}
+	o.SACKPermitted = c.sackOK // RFC 2018 §2: offered, or agreed
 	sh.emit(c, flags, c.iss, &o, 0, 0, c.synWindow())
 	if flags&wire.FlagACK != 0 {
 		c.lastAckSent = c.rcvNxt // RFC 7323 §4.3 Last.ACK.sent
@@ -258,6 +259,10 @@ func (sh *shard) sendSegment(now monotime.Time, c *conn, flags uint8, seq seqnum
 	off := 0
 	if n > 0 {
 		off = int(c.sndBase.Size(seq))
+	} else if flags&wire.FlagACK != 0 {
+		// Pure ACKs only: data segments are sized to the MSS less the
+		// fixed options, with no room for blocks.
+		c.addSACK(&o)
 	}
 	wnd := c.advertise()
 	sh.emit(c, flags, seq, &o, off, n, wnd)

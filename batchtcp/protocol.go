@@ -114,6 +114,7 @@ func newProtocol(s *stack.Stack, cfg Config) *Protocol {
 			sndBuf:        tcpip.TCPSendBufferSizeRangeOption{Min: minBufferSize, Default: defaultSendBufferSize, Max: maxBufferSize},
 			rcvBufRange:   tcpip.TCPReceiveBufferSizeRangeOption{Min: minBufferSize, Default: defaultReceiveBufferSize, Max: maxBufferSize},
 			delay:         false,
+			sack:          true, // gVisor's default (tcp.NewProtocol)
 			timeWait:      timeWaitTimeout,
 			minRTO:        minRTO,
 			maxRTO:        maxRTO,

@@ -168,6 +168,28 @@ func (q *Queue) Ranges(dst []Range) int {
 	return n
 }
 
+// RangeOf returns the held range (adjacent entries merged) that contains
+// seq, if any: the SACK block of a segment just received (RFC 2018 §4).
+func (q *Queue) RangeOf(seq seqnum.Value) (Range, bool) {
+	var r Range
+	open := false
+	for i := range q.entries {
+		e := &q.entries[i]
+		if open && r.End == e.seq {
+			r.End = e.end()
+		} else {
+			if open && seq.InRange(r.Start, r.End) {
+				return r, true
+			}
+			r, open = Range{e.seq, e.end()}, true
+		}
+	}
+	if open && seq.InRange(r.Start, r.End) {
+		return r, true
+	}
+	return Range{}, false
+}
+
 // Reset releases everything to the pool.
 func (q *Queue) Reset() {
 	for i := range q.entries {

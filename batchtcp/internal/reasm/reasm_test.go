@@ -348,3 +348,30 @@ func BenchmarkInsertPop(b *testing.B) {
 		nxt = q.Pop(nxt, sink)
 	}
 }
+
+// RangeOf finds the merged held range around a sequence number.
+func TestRangeOf(t *testing.T) {
+	var q Queue
+	defer q.Reset()
+	data := stream(600)
+	q.Insert(100, data[100:200])
+	q.Insert(200, data[200:300]) // adjacent: one range [100,300)
+	q.Insert(400, data[400:500])
+	for _, tc := range []struct {
+		seq  seqnum.Value
+		want Range
+		ok   bool
+	}{
+		{100, Range{100, 300}, true},
+		{250, Range{100, 300}, true},
+		{299, Range{100, 300}, true},
+		{300, Range{}, false},
+		{450, Range{400, 500}, true},
+		{500, Range{}, false},
+		{50, Range{}, false},
+	} {
+		if r, ok := q.RangeOf(tc.seq); r != tc.want || ok != tc.ok {
+			t.Errorf("RangeOf(%d) = %v, %v; want %v, %v", tc.seq, r, ok, tc.want, tc.ok)
+		}
+	}
+}

@@ -1,0 +1,153 @@
+package batchtcp_test
+
+import (
+	"testing"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+
+	"github.com/xdptcp/xdptcp/batchtcp/wire"
+)
+
+// synAckFor sends a SYN with options o to a fresh listener and returns the
+// SYN-ACK.
+func synAckFor(h *harness, o wire.Options) seg {
+	h.t.Helper()
+	h.listen(10)
+	c := h.newConn()
+	c.inject(seg{src: c.rport, dst: c.lport, flags: fSYN, seq: c.seq, wnd: c.wnd, opt: o})
+	sa := c.recv()
+	if sa.flags != fSYN|fACK || sa.ack != c.seq+1 {
+		h.t.Fatalf("got %v, want a SYN-ACK", sa)
+	}
+	return sa
+}
+
+// RFC 2018 §2: SACK-permitted is offered in a SYN and answered in the
+// SYN-ACK only when the peer offered it and the stack's TCPSACKEnabled is
+// on (the default, as gVisor's).
+func TestSACKPermittedNegotiation(t *testing.T) {
+	mss := wire.Options{HasMSS: true, MSS: 1460, WS: -1}
+	offer := mss
+	offer.SACKPermitted = true
+	for _, tc := range []struct {
+		name    string
+		off     bool // TCPSACKEnabled(false)
+		o       wire.Options
+		wantAck bool
+	}{
+		{"offered", false, offer, true},
+		{"not offered", false, mss, false},
+		{"offered, SACK off", true, offer, false},
+	} {
+		h := newHarness(t, hopt{})
+		if tc.off {
+			v := tcpip.TCPSACKEnabled(false)
+			h.setOpt(&v)
+		}
+		sa := synAckFor(h, tc.o)
+		if sa.opt.SACKPermitted != tc.wantAck {
+			t.Errorf("%s: SYN-ACK %v, SACK-permitted %v, want %v", tc.name, sa, sa.opt.SACKPermitted, tc.wantAck)
+		}
+	}
+	// Active open: offered by default; not with SACK off.
+	for _, off := range []bool{false, true} {
+		h := newHarness(t, hopt{})
+		if off {
+			v := tcpip.TCPSACKEnabled(false)
+			h.setOpt(&v)
+		}
+		_, syn := h.synSentOn()
+		if syn.opt.SACKPermitted == off {
+			t.Errorf("SACK off %v: SYN %v", off, syn)
+		}
+	}
+}
+
+// sackBlocks is s's SACK blocks relative to base.
+func sackBlocks(s seg, base uint32) [][2]uint32 {
+	var b [][2]uint32
+	for _, x := range s.opt.SACK[:s.opt.NumSACK] {
+		b = append(b, [2]uint32{x.Start - base, x.End - base})
+	}
+	return b
+}
+
+func sameBlocks(a, b [][2]uint32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// RFC 2018 §4: an ACK sent while out-of-order data is held carries SACK
+// blocks, the block of the segment that triggered it first, then the
+// blocks of the segments received before it; merged blocks are reported
+// once; an ACK that covers everything carries none.
+func TestSACKBlocksMostRecentFirst(t *testing.T) {
+	h := newHarness(t, hopt{})
+	c := h.establishedWith(wire.Options{HasMSS: true, MSS: 1460, WS: -1, SACKPermitted: true})
+	base := c.seq
+	steps := []struct {
+		off, n int
+		want   [][2]uint32
+	}{
+		{100, 100, [][2]uint32{{100, 200}}},
+		{300, 100, [][2]uint32{{300, 400}, {100, 200}}},
+		{500, 100, [][2]uint32{{500, 600}, {300, 400}, {100, 200}}},
+		{200, 100, [][2]uint32{{100, 400}, {500, 600}}}, // merges two blocks
+	}
+	for _, st := range steps {
+		c.sendAt(fACK|fPSH, base+uint32(st.off), c.ack, payload(st.n, 'o'))
+		a := c.expect(fACK, c.ack, base)
+		if got := sackBlocks(a, base); !sameBlocks(got, st.want) {
+			t.Fatalf("after [%d,%d): SACK %v, want %v", st.off, st.off+st.n, got, st.want)
+		}
+	}
+	// Filling the first hole ACKs up to the next one, and still reports it.
+	c.sendAt(fACK|fPSH, base, c.ack, payload(100, 'i'))
+	a := c.expect(fACK, c.ack, base+400)
+	if got := sackBlocks(a, base); !sameBlocks(got, [][2]uint32{{500, 600}}) {
+		t.Fatalf("after filling [0,100): SACK %v, want [[500 600]]", got)
+	}
+	c.sendAt(fACK|fPSH, base+400, c.ack, payload(100, 'i'))
+	a = c.expect(fACK, c.ack, base+600)
+	if a.opt.NumSACK != 0 {
+		t.Fatalf("in-order ACK carries SACK %v", sackBlocks(a, base))
+	}
+	if got := c.readN(600); len(got) != 600 {
+		t.Fatalf("read %d octets, want 600", len(got))
+	}
+}
+
+// With timestamps only three blocks fit in 40 octets of options (RFC 2018
+// §3); the three most recent are kept.
+func TestSACKBlocksWithTimestamps(t *testing.T) {
+	h := newHarness(t, hopt{})
+	c := h.establishedWith(wire.Options{HasMSS: true, MSS: 1460, WS: -1, SACKPermitted: true,
+		HasTS: true, TSVal: 100})
+	base := c.seq
+	var a seg
+	for i := range 4 {
+		off := uint32(100 + 200*i)
+		c.sendAt(fACK|fPSH, base+off, c.ack, payload(100, 'o'))
+		a = c.expect(fACK, c.ack, base)
+	}
+	want := [][2]uint32{{700, 800}, {500, 600}, {300, 400}}
+	if got := sackBlocks(a, base); !sameBlocks(got, want) || !a.opt.HasTS {
+		t.Fatalf("SACK %v (TS %v), want %v with TS", got, a.opt.HasTS, want)
+	}
+}
+
+// Without SACK agreed, duplicate ACKs carry no blocks.
+func TestNoSACKWithoutAgreement(t *testing.T) {
+	c := established(t) // the peer's SYN offered no SACK
+	c.sendAt(fACK|fPSH, c.seq+100, c.ack, payload(100, 'o'))
+	if a := c.expect(fACK, c.ack, c.seq); a.opt.NumSACK != 0 {
+		t.Fatalf("dup ACK %v carries SACK", a)
+	}
+}
