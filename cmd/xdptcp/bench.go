@@ -16,7 +16,7 @@ import (
 // round, and prints the medians and their ratio (batchtcp/gvisor).
 func runBench(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench", stderr)
-	workloads := fs.String("workloads", strings.Join(bench.WorkloadNames, ","), "comma-separated workloads: short (connect, 64 B each way, close), bulk (1 and 8 streams), rr (64 B ping-pong on 1 and 64 connections), allocs (heap allocations per short connection and per bulk MiB), scaling (short with the first -clients count, batchtcp only, server shards 1..GOMAXPROCS up to 16, the load generator's stack at the most), memory (bytes per idle established connection: server end, client end, pair; and the time to establish them; at each -conns count)")
+	workloads := fs.String("workloads", strings.Join(bench.WorkloadNames, ","), "comma-separated workloads: short (connect, 64 B each way, close), bulk (1 and 8 streams), rr (64 B ping-pong on 1 and 64 connections, and the 8-hop goroutine-ring floor no TCP can go below), allocs (heap allocations per short connection and per bulk MiB), scaling (short with the first -clients count, batchtcp only, server shards 1..GOMAXPROCS up to 16, the load generator's stack at the most), memory (bytes per idle established connection: server end, client end, pair; and the time to establish them; at each -conns count)")
 	duration := fs.Duration("duration", 3*time.Second, "duration of each workload (each sub-run: bulk 1 and 8 streams, rr 1 and 64 connections) per configuration per round")
 	rounds := fs.Int("rounds", 3, "rounds; each runs every workload in batchtcp then gvisor")
 	clients := fs.String("clients", "64,1024", "concurrent clients of the short workload, comma-separated (one sub-run each; allocs uses the first)")

@@ -205,6 +205,14 @@ func RunWorkload(w string, tr adapter.Transport, d time.Duration, clients []int)
 				break
 			}
 		}
+		if err == nil {
+			// The floor, in every configuration's slot (it does not depend
+			// on the TCP): see HopRing.
+			r, ferr := HopRing(FloorHops, FloorWork, d/2)
+			raw = append(raw, r)
+			ms = append(ms, RRMetrics(fmt.Sprintf("rr %d-hop floor", FloorHops), r)...)
+			err = ferr
+		}
 	case "allocs":
 		err = withPair(func(p *Pair) error {
 			r, err := Short(p, Opts{Duration: d / 2, Clients: clients[0]})
