@@ -10,6 +10,7 @@ import (
 	"github.com/xdptcp/xdptcp/batchtcp/internal/monotime"
 	"github.com/xdptcp/xdptcp/batchtcp/internal/reasm"
 	"github.com/xdptcp/xdptcp/batchtcp/internal/rtt"
+	"github.com/xdptcp/xdptcp/batchtcp/internal/scoreboard"
 	"github.com/xdptcp/xdptcp/batchtcp/internal/timerwheel"
 	"github.com/xdptcp/xdptcp/batchtcp/wire"
 )
@@ -69,6 +70,8 @@ type conn struct {
 	sackN       uint8
 	lastAckSent seqnum.Value
 	sackRecent  [wire.MaxSACKBlocks]seqnum.Value
+	// Sender side: what the peer SACKed, made on the first SACK block.
+	sb *scoreboard.Board
 
 	// Retransmission (RFC 6298) and congestion control (RFC 5681/6582).
 	rtt       rtt.Estimator

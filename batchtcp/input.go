@@ -501,6 +501,9 @@ func (sh *shard) processACK(now monotime.Time, c *conn, s *segment) bool {
 		return false
 	}
 	wnd := seqnum.Size(s.wnd) << c.sndWS
+	if !ack.LessThan(c.sndUna) {
+		c.onSACK(s, ack)
+	}
 	if c.sndUna.LessThan(ack) {
 		sh.newAck(now, c, s, ack)
 	} else if ack == c.sndUna && len(s.payload) == 0 && !s.has(wire.FlagFIN) &&
@@ -510,10 +513,18 @@ func (sh *shard) processACK(now monotime.Time, c *conn, s *segment) bool {
 		switch c.cc.OnDupAck(c.inFlight(), ack, c.sndMax) {
 		case congestion.FastRetransmit:
 			sh.stats.FastRetransmit++
-			sh.stats.FastRecovery++
+			if c.sb != nil && !c.sb.Empty() {
+				sh.stats.SACKRecovery++
+			} else {
+				sh.stats.FastRecovery++
+			}
 			sh.retransmitFirst(now, c)
 		case congestion.RetransmitNext:
 			sh.retransmitFirst(now, c)
+		default:
+			if c.cc.State() == congestion.Recovery {
+				sh.retransmitHole(now, c)
+			}
 		}
 		c.wake(sh)
 	}
@@ -590,6 +601,9 @@ func (sh *shard) newAck(now monotime.Time, c *conn, s *segment, ack seqnum.Value
 	c.sndUna = ack
 	if c.sndNxt.LessThan(ack) {
 		c.sndNxt = ack
+	}
+	if c.sb != nil {
+		c.sb.Ack(ack)
 	}
 	c.dupAcks = 0
 	if c.cc.OnAck(acked, ack, flight) == congestion.RetransmitNext {

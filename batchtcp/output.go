@@ -365,6 +365,9 @@ func (sh *shard) retransmitFirst(now monotime.Time, c *conn) {
 		n := min(c.mss, int(c.sndUna.Size(dataEnd)))
 		fin := c.finSent && c.sndUna.Add(seqnum.Size(n)) == c.finSeq
 		sh.sendSegment(now, c, wire.FlagACK, c.sndUna, n, fin)
+		if c.sb != nil {
+			c.sb.Next = c.sndUna.Add(seqnum.Size(n)) // holes after it next
+		}
 	} else if c.finSent {
 		sh.sendSegment(now, c, wire.FlagACK|wire.FlagFIN, c.finSeq, 0, false)
 	} else {

@@ -1,15 +1,22 @@
 package batchtcp
 
-// SACK, receiver side (RFC 2018). batchtcp offers SACK-permitted when the
-// stack's TCPSACKEnabled option is on (gVisor's default) and, once both ends
-// agreed, reports the out-of-order data it holds in every pure ACK, so a
-// SACK sender (Linux, gVisor) repairs several losses per round trip instead
-// of one per RTO. The sender side does not act on SACK blocks it receives:
-// loss recovery stays NewReno (RFC 6582), which RFC 2018 §5 leaves open.
+// SACK (RFC 2018). batchtcp offers SACK-permitted when the stack's
+// TCPSACKEnabled option is on (gVisor's default). Once both ends agreed:
+//   - as receiver it reports the out-of-order data it holds in every pure
+//     ACK, so a SACK sender (Linux, gVisor) repairs several losses per
+//     round trip;
+//   - as sender it keeps a scoreboard of what the peer SACKed and, in fast
+//     recovery, retransmits the holes below SACKed data one per duplicate
+//     ACK while cwnd exceeds the octets in flight that were not SACKed
+//     (RFC 6675 §5 step C, NextSeg rule 1). Entering and leaving recovery
+//     and cwnd stay NewReno's (RFC 6582); after an RTO the scoreboard is
+//     cleared (RFC 2018 §8).
 
 import (
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 
+	"github.com/xdptcp/xdptcp/batchtcp/internal/monotime"
+	"github.com/xdptcp/xdptcp/batchtcp/internal/scoreboard"
 	"github.com/xdptcp/xdptcp/batchtcp/wire"
 )
 
@@ -52,4 +59,49 @@ func (c *conn) addSACK(o *wire.Options) {
 			o.NumSACK++
 		}
 	}
+}
+
+// onSACK records an acceptable ACK's SACK blocks (RFC 6675 §5: update the
+// scoreboard for every ACK with SACK information). una is the ACK's
+// cumulative acknowledgment.
+func (c *conn) onSACK(s *segment, una seqnum.Value) {
+	if !c.sackOK || s.opt.NumSACK == 0 {
+		return
+	}
+	if c.sb == nil {
+		c.sb = new(scoreboard.Board)
+	}
+	for _, b := range s.opt.SACK[:s.opt.NumSACK] {
+		c.sb.Add(seqnum.Value(b.Start), seqnum.Value(b.End), una, c.sndMax)
+	}
+}
+
+// retransmitHole resends the first segment of the first hole below SACKed
+// data that this recovery has not resent yet, if the window has room: the
+// octets in flight less those SACKed must leave one MSS of cwnd (RFC 6675
+// §5 step C).
+func (sh *shard) retransmitHole(now monotime.Time, c *conn) {
+	if c.sb == nil || c.sb.Empty() || c.ep == nil {
+		return
+	}
+	from := c.sndUna
+	if from.LessThan(c.sb.Next) {
+		from = c.sb.Next
+	}
+	h, ok := c.sb.Hole(from)
+	if !ok || c.cc.Window()-(c.inFlight()-c.sb.Sacked()) < c.mss {
+		return
+	}
+	end := h.End
+	if dataEnd := c.sndBase.Add(seqnum.Size(c.ep.sndq.Len())); dataEnd.LessThan(end) {
+		end = dataEnd
+	}
+	if !h.Start.LessThan(end) {
+		return
+	}
+	n := min(c.mss, int(h.Start.Size(end)))
+	sh.sendSegment(now, c, wire.FlagACK, h.Start, n, false)
+	c.sb.Next = h.Start.Add(seqnum.Size(n))
+	sh.stats.Retransmits++
+	c.rttTiming = false // Karn: no sample across a retransmission
 }

@@ -151,3 +151,63 @@ func TestNoSACKWithoutAgreement(t *testing.T) {
 		t.Fatalf("dup ACK %v carries SACK", a)
 	}
 }
+
+// dupACK sends a duplicate ACK for c's stack-side SND.UNA with SACK blocks
+// given relative to base.
+func (c *conn) dupACK(una, base uint32, blocks ...[2]uint32) {
+	c.t.Helper()
+	o := wire.Options{WS: -1, NumSACK: len(blocks)}
+	for i, b := range blocks {
+		o.SACK[i] = wire.SACKBlock{Start: base + b[0], End: base + b[1]}
+	}
+	c.inject(seg{src: c.rport, dst: c.lport, flags: fACK, seq: c.seq, ack: una, wnd: c.wnd, opt: o})
+}
+
+// RFC 6675 §5 (NextSeg rule 1) on NewReno's recovery: with SACK agreed, a
+// further duplicate ACK in fast recovery retransmits the next hole below
+// SACKed data at once, instead of waiting a round trip for the partial ACK
+// (RFC 6582); without SACK blocks the same ACKs retransmit nothing more.
+func TestSACKRecoveryRetransmitsHoles(t *testing.T) {
+	for _, sack := range []bool{true, false} {
+		h := newHarness(t, hopt{})
+		c := h.establishedWith(wire.Options{HasMSS: true, MSS: 1000, WS: -1, SACKPermitted: sack})
+		base := c.ack
+		c.write(payload(8000, 'd'))
+		for i := range 8 {
+			if s := c.recv(); s.seq != base+uint32(1000*i) || len(s.payload) != 1000 {
+				t.Fatalf("segment %d: %v", i, s)
+			}
+		}
+		// Segments 0 and 3 are lost; 1, 2, 4, 5 arrive.
+		blocks := [][][2]uint32{
+			{{1000, 2000}},
+			{{1000, 3000}},
+			{{4000, 5000}, {1000, 3000}},
+			{{4000, 6000}, {1000, 3000}},
+		}
+		for i, b := range blocks {
+			if !sack {
+				b = nil
+			}
+			c.dupACK(base, base, b...)
+			if i == 2 { // the third duplicate: fast retransmit of SND.UNA
+				if s := c.recv(); s.seq != base || len(s.payload) != 1000 {
+					t.Fatalf("sack %v: fast retransmit %v, want seq %d", sack, s, base)
+				}
+			}
+		}
+		if sack {
+			if s := c.recv(); s.seq != base+3000 || len(s.payload) != 1000 {
+				t.Fatalf("hole retransmission %v, want seq %d", s, base+3000)
+			}
+		} else {
+			c.recvNothing()
+		}
+		// Everything arrives: nothing more is resent.
+		c.inject(seg{src: c.rport, dst: c.lport, flags: fACK, seq: c.seq, ack: base + 8000, wnd: c.wnd})
+		c.recvNothing()
+		if got := h.s.Stats().TCP.SACKRecovery.Value(); (got == 1) != sack {
+			t.Errorf("sack %v: SACKRecovery %d", sack, got)
+		}
+	}
+}

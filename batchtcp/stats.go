@@ -25,6 +25,7 @@ type shardStats struct {
 	ResetsReceived            uint64
 	Retransmits               uint64
 	FastRecovery              uint64
+	SACKRecovery              uint64
 	SlowStartRetransmits      uint64
 	FastRetransmit            uint64
 	Timeouts                  uint64
@@ -72,6 +73,7 @@ func (cur *shardStats) publish(prev *shardStats, st *tcpip.TCPStats) {
 	add(st.ResetsReceived, cur.ResetsReceived, prev.ResetsReceived)
 	add(st.Retransmits, cur.Retransmits, prev.Retransmits)
 	add(st.FastRecovery, cur.FastRecovery, prev.FastRecovery)
+	add(st.SACKRecovery, cur.SACKRecovery, prev.SACKRecovery)
 	add(st.SlowStartRetransmits, cur.SlowStartRetransmits, prev.SlowStartRetransmits)
 	add(st.FastRetransmit, cur.FastRetransmit, prev.FastRetransmit)
 	add(st.Timeouts, cur.Timeouts, prev.Timeouts)

@@ -102,6 +102,9 @@ func (sh *shard) onRTO(now monotime.Time, c *conn) {
 	}
 	sh.stats.Timeouts++
 	c.cc.OnRetransmitTimeout(c.inFlight(), c.sndMax)
+	if c.sb != nil {
+		c.sb.Reset() // RFC 2018 §8: the receiver may have reneged
+	}
 	c.rtt.Backoff()
 	c.rttTiming = false // Karn: never time a retransmission.
 	// Go back to SND.UNA and resend from there as the (now one-segment)
