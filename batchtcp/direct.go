@@ -82,6 +82,23 @@ func (l *DirectLink) Attach(d stack.NetworkDispatcher) {
 	l.LinkEndpoint.Attach(l)
 }
 
+// GSOMaxSize implements stack.GSOEndpoint for an inner link that does (the
+// wrapper must not hide it: routes probe the NIC's link for it).
+func (l *DirectLink) GSOMaxSize() uint32 {
+	if g, ok := l.LinkEndpoint.(stack.GSOEndpoint); ok {
+		return g.GSOMaxSize()
+	}
+	return 0
+}
+
+// SupportedGSO implements stack.GSOEndpoint like GSOMaxSize.
+func (l *DirectLink) SupportedGSO() stack.SupportedGSO {
+	if g, ok := l.LinkEndpoint.(stack.GSOEndpoint); ok {
+		return g.SupportedGSO()
+	}
+	return stack.GSONotSupported
+}
+
 // DeliverLinkPacket implements stack.NetworkDispatcher.
 func (l *DirectLink) DeliverLinkPacket(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
 	if n := l.nic.Load(); n != nil {

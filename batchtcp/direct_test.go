@@ -224,3 +224,23 @@ func TestDirectOffWithIPTables(t *testing.T) {
 		t.Errorf("%d segments went direct past iptables", d)
 	}
 }
+
+// gsoLink is a link that offers gVisor GSO.
+type gsoLink struct{ stack.LinkEndpoint }
+
+func (gsoLink) GSOMaxSize() uint32               { return 1 << 16 }
+func (gsoLink) SupportedGSO() stack.SupportedGSO { return stack.GVisorGSOSupported }
+
+// The wrapper passes on what routes probe the link for.
+func TestDirectLinkKeepsGSO(t *testing.T) {
+	h := newHarness(t, hopt{})
+	p := h.proto6()
+	var plain stack.LinkEndpoint = p.DirectLink(h.ch) // channel: GSO max 32 KiB, none supported
+	if g := plain.(stack.GSOEndpoint); g.SupportedGSO() != h.ch.SupportedGSO() || g.GSOMaxSize() != h.ch.GSOMaxSize() {
+		t.Errorf("channel link: GSO %v max %d, want %v %d", g.SupportedGSO(), g.GSOMaxSize(), h.ch.SupportedGSO(), h.ch.GSOMaxSize())
+	}
+	var withGSO stack.LinkEndpoint = p.DirectLink(gsoLink{h.ch})
+	if g := withGSO.(stack.GSOEndpoint); g.SupportedGSO() != stack.GVisorGSOSupported || g.GSOMaxSize() != 1<<16 {
+		t.Errorf("GSO link: GSO %v max %d", g.SupportedGSO(), g.GSOMaxSize())
+	}
+}
