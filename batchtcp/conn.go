@@ -60,6 +60,7 @@ type conn struct {
 	tsOK        bool
 	tsOffset    uint32
 	tsRecent    uint32
+	tlpEnd      seqnum.Value
 	tsRecentAge monotime.Time
 	wsOK        bool
 
@@ -76,13 +77,18 @@ type conn struct {
 	// Retransmission (RFC 6298) and congestion control (RFC 5681/6582).
 	rtt       rtt.Estimator
 	rttTiming bool // a segment is being timed (Karn, without timestamps)
-	rttSeq    seqnum.Value
-	rttStart  monotime.Time
-	backoffs  int
-	cc        congestion.Controller // &reno unless another algorithm is chosen
-	reno      congestion.NewReno    // held inline: no allocation per connection
-	lastSend  monotime.Time
-	dupAcks   int
+	// RFC 8985 §7 tail loss probe (tlp.go): rtoAt holds a probe timeout,
+	// a probe is outstanding up to tlpEnd, it was answered by a D-SACK.
+	tlpArmed bool
+	tlpOut   bool
+	tlpDSACK bool
+	rttSeq   seqnum.Value
+	rttStart monotime.Time
+	backoffs int
+	cc       congestion.Controller // &reno unless another algorithm is chosen
+	reno     congestion.NewReno    // held inline: no allocation per connection
+	lastSend monotime.Time
+	dupAcks  int
 
 	// ACK generation (RFC 9293 §3.8.6.3, RFC 1122 §4.2.3.2).
 	ackPending bool
@@ -110,6 +116,10 @@ type conn struct {
 	dead    bool
 	appGone bool // the application closed the endpoint
 }
+
+// setRTO sets the retransmission deadline (zero: none), which is then no
+// longer a tail-loss probe timeout.
+func (c *conn) setRTO(at monotime.Time) { c.rtoAt, c.tlpArmed = at, false }
 
 // reset prepares a pooled conn for reuse.
 func (c *conn) reset() {

@@ -423,7 +423,7 @@ func (sh *shard) startConnect(now monotime.Time, e *endpoint) {
 	c.owner = sh
 	sh.flows[c.id] = c
 	sh.sendSYN(now, c)
-	c.rtoAt = now.Add(c.rtt.RTO())
+	c.setRTO(now.Add(c.rtt.RTO()))
 	c.wake(sh)
 	_ = seqnum.Value(0)
 }

@@ -144,7 +144,7 @@ func (sh *shard) listenInput(now monotime.Time, l *listener, s *segment, hash ui
 	// (timed here unless timestamps give it; Karn drops it if the SYN-ACK
 	// is retransmitted).
 	c.rttTiming, c.rttSeq, c.rttStart = !c.tsOK, c.iss, now
-	c.rtoAt = now.Add(c.rtt.RTO())
+	c.setRTO(now.Add(c.rtt.RTO()))
 	c.wake(sh)
 }
 
@@ -254,12 +254,12 @@ func (sh *shard) synSentInput(now monotime.Time, c *conn, s *segment) {
 		sh.setState(c, StateSynRecv)
 		c.active = true
 		sh.sendSYN(now, c)
-		c.rtoAt = now.Add(c.rtt.RTO())
+		c.setRTO(now.Add(c.rtt.RTO()))
 		return
 	}
 	sh.rttSampleSYN(now, c, s)
 	c.sndUna = s.ack
-	c.rtoAt = 0
+	c.setRTO(0)
 	c.backoffs = 0
 	sh.establish(now, c)
 	c.ackNow = true
@@ -503,6 +503,7 @@ func (sh *shard) processACK(now monotime.Time, c *conn, s *segment) bool {
 	wnd := seqnum.Size(s.wnd) << c.sndWS
 	if !ack.LessThan(c.sndUna) {
 		c.onSACK(s, ack)
+		sh.onProbeACK(c, s, ack, c.inFlight())
 	}
 	if c.sndUna.LessThan(ack) {
 		sh.newAck(now, c, s, ack)
@@ -611,9 +612,9 @@ func (sh *shard) newAck(now monotime.Time, c *conn, s *segment, ack seqnum.Value
 	}
 	// RFC 6298 §5.2-5.3: stop or restart the timer.
 	if c.sndUna == c.sndMax {
-		c.rtoAt = 0
+		c.setRTO(0)
 	} else {
-		c.rtoAt = now.Add(c.rtt.RTO())
+		c.setRTO(now.Add(c.rtt.RTO()))
 	}
 	c.wake(sh)
 }

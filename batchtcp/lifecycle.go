@@ -93,6 +93,7 @@ func (sh *shard) establishPassive(now monotime.Time, c *conn) bool {
 func (sh *shard) enterTimeWait(now monotime.Time, c *conn) {
 	sh.setState(c, StateTimeWait)
 	c.rtoAt, c.persistAt, c.kaAt, c.delackAt = 0, 0, 0, 0
+	c.tlpArmed = false
 	tw := sh.p.options().timeWait
 	c.closeAt = now.Add(tw)
 	if tw == 0 {

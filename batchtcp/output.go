@@ -100,7 +100,7 @@ func (sh *shard) sendData(now monotime.Time, c *conn) bool {
 			c.sndMax = c.sndNxt
 		}
 		if c.rtoAt == 0 {
-			c.rtoAt = now.Add(c.rtt.RTO())
+			c.setRTO(now.Add(c.rtt.RTO()))
 		}
 		sent = true
 	}
@@ -113,7 +113,7 @@ func (sh *shard) sendData(now monotime.Time, c *conn) bool {
 			c.sndMax = c.sndNxt
 		}
 		if c.rtoAt == 0 {
-			c.rtoAt = now.Add(c.rtt.RTO())
+			c.setRTO(now.Add(c.rtt.RTO()))
 		}
 		sent = true
 	}
@@ -375,7 +375,7 @@ func (sh *shard) retransmitFirst(now monotime.Time, c *conn) {
 	}
 	sh.stats.Retransmits++
 	c.rttTiming = false
-	c.rtoAt = now.Add(c.rtt.RTO())
+	c.setRTO(now.Add(c.rtt.RTO()))
 }
 
 // ccState maps our congestion state to gVisor's TCP_INFO numbering.

@@ -149,6 +149,7 @@ func (sh *shard) batch(segs []inSeg, eps []*endpoint, timers bool) {
 		c.dirty = false
 		if !c.dead {
 			sh.output(now, c)
+			sh.armPTO(now, c)
 			sh.rearm(c)
 		}
 		if c.notify != 0 && c.ep != nil {

@@ -26,6 +26,8 @@ type shardStats struct {
 	Retransmits               uint64
 	FastRecovery              uint64
 	SACKRecovery              uint64
+	TailLossProbes            uint64 // batchtcp's own (RFC 8985 §7)
+	TailLossRecoveries        uint64 // probes that repaired a loss (gVisor's TLPRecovery)
 	SlowStartRetransmits      uint64
 	FastRetransmit            uint64
 	Timeouts                  uint64
@@ -74,6 +76,7 @@ func (cur *shardStats) publish(prev *shardStats, st *tcpip.TCPStats) {
 	add(st.Retransmits, cur.Retransmits, prev.Retransmits)
 	add(st.FastRecovery, cur.FastRecovery, prev.FastRecovery)
 	add(st.SACKRecovery, cur.SACKRecovery, prev.SACKRecovery)
+	add(st.TLPRecovery, cur.TailLossRecoveries, prev.TailLossRecoveries)
 	add(st.SlowStartRetransmits, cur.SlowStartRetransmits, prev.SlowStartRetransmits)
 	add(st.FastRetransmit, cur.FastRetransmit, prev.FastRetransmit)
 	add(st.Timeouts, cur.Timeouts, prev.Timeouts)

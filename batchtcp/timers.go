@@ -27,8 +27,13 @@ func (sh *shard) onTimer(now monotime.Time, c *conn) {
 		return
 	}
 	if c.rtoAt != 0 && c.rtoAt <= now {
-		c.rtoAt = 0
-		sh.onRTO(now, c)
+		probe := c.tlpArmed
+		c.setRTO(0)
+		if probe {
+			sh.onPTO(now, c)
+		} else {
+			sh.onRTO(now, c)
+		}
 		if c.dead {
 			return
 		}
@@ -88,7 +93,7 @@ func (sh *shard) onRTO(now monotime.Time, c *conn) {
 		c.rttTiming = false
 		sh.stats.Retransmits++
 		sh.sendSYN(now, c)
-		c.rtoAt = now.Add(c.rtt.RTO())
+		c.setRTO(now.Add(c.rtt.RTO()))
 		return
 	}
 	if c.sndUna == c.sndMax {
@@ -101,6 +106,7 @@ func (sh *shard) onRTO(now monotime.Time, c *conn) {
 		return
 	}
 	sh.stats.Timeouts++
+	c.tlpOut = false // RFC 8985 §7.4: an RTO ends the probe episode
 	c.cc.OnRetransmitTimeout(c.inFlight(), c.sndMax)
 	if c.sb != nil {
 		c.sb.Reset() // RFC 2018 §8: the receiver may have reneged
@@ -113,7 +119,7 @@ func (sh *shard) onRTO(now monotime.Time, c *conn) {
 	if c.finSent && !c.finSeq.LessThan(c.sndUna) {
 		c.finSent = false
 	}
-	c.rtoAt = now.Add(c.rtt.RTO())
+	c.setRTO(now.Add(c.rtt.RTO()))
 	if c.ep != nil && c.sndBase.Add(seqnum.Size(c.ep.sndq.Len())) == c.sndUna && !c.finQ {
 		return
 	}

@@ -75,6 +75,10 @@ type Controller interface {
 	OnDupAck(flight int, ack seqnum.Value, sndNxt seqnum.Value) Verdict
 	// OnRetransmitTimeout: the retransmission timer expired.
 	OnRetransmitTimeout(flight int, sndNxt seqnum.Value)
+	// OnLossRepaired: a loss was repaired outside fast recovery (a tail
+	// loss probe, RFC 8985 §7.4.2): respond as fast recovery would, without
+	// entering it. flight is the bytes outstanding when the loss occurred.
+	OnLossRepaired(flight int)
 	// OnIdleRestart: sending resumes after an idle period longer than the
 	// RTO (RFC 5681 §4.1).
 	OnIdleRestart()

@@ -87,9 +87,10 @@ func (n *NewReno) OnAck(acked int, ack seqnum.Value, flight int) Verdict {
 			return RetransmitNext
 		}
 		// RFC 6582 §3.2 step 3, full ACK: deflate, option (1):
-		// cwnd = min(ssthresh, max(FlightSize, 0) + SMSS), FlightSize
-		// being what is left outstanding.
-		n.cwnd = min(n.ssthresh, max(flight-acked, 0)+n.mss)
+		// cwnd = min(ssthresh, max(FlightSize, SMSS) + SMSS), FlightSize
+		// being what is left outstanding: never below two segments, so a
+		// drained flight can still draw the duplicate ACKs of the next loss.
+		n.cwnd = min(n.ssthresh, max(flight-acked, n.mss)+n.mss)
 		n.state = Open
 		return None
 	case Loss:
@@ -173,6 +174,14 @@ func (n *NewReno) OnRetransmitTimeout(flight int, sndNxt seqnum.Value) {
 	n.recover = sndNxt
 	n.hasRecover = true
 	n.dupAcks = 0
+	n.bytesAcked = 0
+}
+
+// OnLossRepaired halves the window as entering fast recovery would (RFC
+// 5681 eq. 4), then goes on in congestion avoidance.
+func (n *NewReno) OnLossRepaired(flight int) {
+	n.ssthresh = max(flight/2, 2*n.mss)
+	n.cwnd = n.ssthresh
 	n.bytesAcked = 0
 }
 

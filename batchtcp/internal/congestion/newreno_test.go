@@ -158,7 +158,7 @@ func TestRecoveryInflation_RFC5681_3_2_step5(t *testing.T) {
 }
 
 // RFC 6582 §3.2 step 3: a full ACK (covering everything sent when recovery
-// began) exits with cwnd = min(ssthresh, max(FlightSize, 0) + SMSS).
+// began) exits with cwnd = min(ssthresh, max(FlightSize, SMSS) + SMSS).
 func TestFullAck_RFC6582_3_2_step3(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -166,11 +166,11 @@ func TestFullAck_RFC6582_3_2_step3(t *testing.T) {
 		flight     int
 		wantWindow int
 	}{
-		{"NothingLeft", 10000, 10000, 1000},         // 0 + MSS
+		{"NothingLeft", 10000, 10000, 2000},         // max(0, MSS) + MSS
 		{"SomeLeft", 10000, 12000, 3000},            // 2000 + MSS
 		{"CappedBySsthresh", 10000, 20000, 5000},    // min(5000, 11000)
-		{"AckedMoreThanFlight", 10000, 9000, 1000},  // max(.., 0) + MSS
-		{"BeyondRecover", 10000 + 500, 10500, 1000}, // ack past recover
+		{"AckedMoreThanFlight", 10000, 9000, 2000},  // max(.., MSS) + MSS
+		{"BeyondRecover", 10000 + 500, 10500, 2000}, // ack past recover
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := newInit(t)
@@ -437,5 +437,18 @@ func TestAllocs(t *testing.T) {
 		c.OnRetransmitTimeout(4000, 5000)
 	}); a != 0 {
 		t.Errorf("%v allocs, want 0", a)
+	}
+}
+
+// RFC 8985 §7.4.2: a loss repaired by a tail loss probe gets fast
+// recovery's response (RFC 5681 eq. 4) without entering recovery.
+func TestLossRepaired_RFC8985_7_4_2(t *testing.T) {
+	for _, tc := range []struct{ flight, want int }{{8000, 4000}, {1000, 2 * mss}} {
+		n := newInit(t)
+		n.OnLossRepaired(tc.flight)
+		if n.Window() != tc.want || n.Ssthresh() != tc.want || n.State() != Open {
+			t.Errorf("flight %d: cwnd %d ssthresh %d state %v; want %d, %d, Open",
+				tc.flight, n.Window(), n.Ssthresh(), n.State(), tc.want, tc.want)
+		}
 	}
 }
