@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"github.com/xdptcp/xdptcp/adapter"
 	"testing"
 	"time"
 
@@ -18,5 +19,26 @@ func TestHopRing(t *testing.T) {
 	}
 	if _, err := HopRing(0, 0, time.Millisecond); err == nil {
 		t.Fatal("HopRing(0 hops) succeeded")
+	}
+}
+
+// A lossy pair refuses a probability outside [0, 1] and still carries
+// data at 3 % loss each way.
+func TestLossyPair(t *testing.T) {
+	if p, err := NewPair(adapter.BatchTCP, WithDrop(1.5)); err == nil {
+		p.Close()
+		t.Fatal("drop 1.5 accepted")
+	}
+	p, err := NewPair(adapter.BatchTCP, WithDrop(0.03))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	r, err := Bulk(p, Opts{Duration: 300 * time.Millisecond, Clients: 1})
+	if err != nil || r.Bytes == 0 {
+		t.Fatalf("bulk over 3%% loss: %d bytes, %v", r.Bytes, err)
+	}
+	if rt := p.cs.Stack().Stats().TCP.Retransmits.Value(); rt == 0 {
+		t.Error("no retransmissions at 3% loss")
 	}
 }

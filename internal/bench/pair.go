@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/xdptcp/xdptcp/adapter"
+	"github.com/xdptcp/xdptcp/link/fault"
 	"github.com/xdptcp/xdptcp/link/memlink"
 	"github.com/xdptcp/xdptcp/netconn"
 )
@@ -59,7 +60,14 @@ type Pair struct {
 type PairOption func(*pairConfig)
 
 type pairConfig struct {
-	clientShards, serverShards int // 0: the adapter's default (GOMAXPROCS)
+	clientShards, serverShards int     // 0: the adapter's default (GOMAXPROCS)
+	drop                       float64 // link/fault drop probability, each direction
+}
+
+// WithDrop puts a link/fault wrapper on both ends of the link that drops
+// each frame with probability p (seeded, so every run loses alike).
+func WithDrop(p float64) PairOption {
+	return func(c *pairConfig) { c.drop = p }
 }
 
 // WithShards sets the number of batchtcp shards on the client and the
@@ -85,11 +93,38 @@ func NewPair(tr adapter.Transport, opts ...PairOption) (*Pair, error) {
 			so = append(so, adapter.WithShards(pc.serverShards))
 		}
 	}
-	c, s, err := adapter.NewPair(memlink.Options{}, co, so)
+	var c, s *adapter.Stack
+	var err error
+	if pc.drop > 0 {
+		c, s, err = lossyPair(pc.drop, co, so)
+	} else {
+		c, s, err = adapter.NewPair(memlink.Options{}, co, so)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bench: stack pair (%v): %w", tr, err)
 	}
 	return &Pair{Client: netconn.New(c.Stack()), Server: netconn.New(s.Stack()), cs: c, ss: s}, nil
+}
+
+// lossyPair is adapter.NewPair with a link/fault wrapper on each end.
+func lossyPair(drop float64, co, so []adapter.Option) (c, s *adapter.Stack, err error) {
+	if err := (fault.Config{Drop: drop}).Validate(); err != nil {
+		return nil, nil, err
+	}
+	la, lb := memlink.Pair(memlink.Options{})
+	fa := fault.New(la, fault.Config{Seed: 1, Drop: drop})
+	fb := fault.New(lb, fault.Config{Seed: 2, Drop: drop})
+	if c, err = adapter.New(fa, co...); err != nil {
+		fa.Close()
+		fb.Close()
+		return nil, nil, err
+	}
+	if s, err = adapter.New(fb, so...); err != nil {
+		c.Close()
+		fb.Close()
+		return nil, nil, err
+	}
+	return c, s, nil
 }
 
 // Listen listens on the server stack on an ephemeral port.

@@ -25,7 +25,10 @@ type Metric struct {
 }
 
 // WorkloadNames are the workloads Run knows, in the order it runs them.
-var WorkloadNames = []string{"short", "bulk", "rr", "allocs", "scaling", "memory"}
+var WorkloadNames = []string{"short", "bulk", "rr", "loss", "allocs", "scaling", "memory"}
+
+// LossRates are the loss workload's drop probabilities (each direction).
+var LossRates = []float64{0.01, 0.03}
 
 // ParseWorkloads parses a comma-separated list of workload names.
 func ParseWorkloads(s string) ([]string, error) {
@@ -162,14 +165,15 @@ func RunWorkload(w string, tr adapter.Transport, d time.Duration, clients []int)
 		ms  []Metric
 		raw []any
 	)
-	withPair := func(f func(p *Pair) error) error {
-		p, err := NewPair(tr)
+	withPairOpts := func(opts []PairOption, f func(p *Pair) error) error {
+		p, err := NewPair(tr, opts...)
 		if err != nil {
 			return err
 		}
 		defer p.Close()
 		return f(p)
 	}
+	withPair := func(f func(p *Pair) error) error { return withPairOpts(nil, f) }
 	var err error
 	switch w {
 	case "short":
@@ -212,6 +216,17 @@ func RunWorkload(w string, tr adapter.Transport, d time.Duration, clients []int)
 			raw = append(raw, r)
 			ms = append(ms, RRMetrics(fmt.Sprintf("rr %d-hop floor", FloorHops), r)...)
 			err = ferr
+		}
+	case "loss":
+		for _, drop := range LossRates {
+			if err = withPairOpts([]PairOption{WithDrop(drop)}, func(p *Pair) error {
+				r, err := Bulk(p, Opts{Duration: d, Clients: 1})
+				raw = append(raw, r)
+				ms = append(ms, Metric{fmt.Sprintf("bulk 1 stream, %g%% loss Gb/s", drop*100), float64(r.Bytes) * 8 / r.Elapsed.Seconds() / 1e9, true})
+				return err
+			}); err != nil {
+				break
+			}
 		}
 	case "allocs":
 		err = withPair(func(p *Pair) error {
