@@ -28,8 +28,12 @@ import (
 // IPv6 whose next header is TCP; both checksums are valid; neither address is
 // unspecified, multicast, broadcast or loopback, nor are they equal; and it
 // is not a bare SYN (new connections go through the stack, which checks the
-// destination is one of its addresses). If the owning shard holds no
-// connection for the 4-tuple, it hands the segment back to the stack's path.
+// destination is one of its addresses), nor does anything while the NIC is
+// disabled. If the owning shard holds no connection for the 4-tuple, it
+// hands the segment back to the stack's path. An existing flow's addresses
+// are trusted: a segment for a flow whose local address was removed from
+// the NIC after the flow was set up is still delivered, where gVisor's IP
+// layer would drop it.
 //
 // What the stack's path would have counted is counted for direct segments
 // too: the NIC's received packets and bytes, and IP's PacketsReceived,
@@ -50,10 +54,11 @@ type DirectLink struct {
 // path), its ID, and the counters the stack's path would have bumped
 // (resolved on first use, once the NIC is registered).
 type directNIC struct {
-	d     stack.NetworkDispatcher
-	id    tcpip.NICID
-	rxsum bool // the link validates checksums (CapabilityRXChecksumOffload)
-	stats atomic.Pointer[directStats]
+	d       stack.NetworkDispatcher
+	id      tcpip.NICID
+	enabled func() bool // the NIC's (an atomic load); nil: never direct
+	rxsum   bool        // the link validates checksums (CapabilityRXChecksumOffload)
+	stats   atomic.Pointer[directStats]
 }
 
 type directStats struct {
@@ -77,6 +82,9 @@ func (l *DirectLink) Attach(d stack.NetworkDispatcher) {
 	n := &directNIC{d: d, rxsum: l.LinkEndpoint.Capabilities()&stack.CapabilityRXChecksumOffload != 0}
 	if withID, ok := d.(interface{ ID() tcpip.NICID }); ok {
 		n.id = withID.ID()
+	}
+	if en, ok := d.(interface{ Enabled() bool }); ok {
+		n.enabled = en.Enabled
 	}
 	l.nic.Store(n)
 	l.LinkEndpoint.Attach(l)
@@ -112,7 +120,7 @@ func (l *DirectLink) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt
 	if n == nil {
 		return
 	}
-	if n.id == 0 || !l.enabled() || !l.direct(n, proto, pkt) {
+	if n.id == 0 || n.enabled == nil || !n.enabled() || !l.enabled() || !l.direct(n, proto, pkt) {
 		n.d.DeliverNetworkPacket(proto, pkt)
 	}
 }

@@ -1,6 +1,7 @@
 package batchtcp_test
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -242,5 +243,22 @@ func TestDirectLinkKeepsGSO(t *testing.T) {
 	var withGSO stack.LinkEndpoint = p.DirectLink(gsoLink{h.ch})
 	if g := withGSO.(stack.GSOEndpoint); g.SupportedGSO() != stack.GVisorGSOSupported || g.GSOMaxSize() != 1<<16 {
 		t.Errorf("GSO link: GSO %v max %d", g.SupportedGSO(), g.GSOMaxSize())
+	}
+}
+
+// A disabled NIC receives nothing, direct path or not.
+func TestDirectDisabledNIC(t *testing.T) {
+	for _, direct := range []bool{false, true} {
+		h := newHarness(t, hopt{direct: direct})
+		c := h.establishedWith(wire.Options{HasMSS: true, MSS: 1000, WS: -1})
+		if err := h.s.DisableNIC(1); err != nil {
+			t.Fatal(err)
+		}
+		c.send(fACK|fPSH, payload(100, 'x'))
+		h.proto6().Sync()
+		var buf bytes.Buffer
+		if _, err := c.ep.Read(&buf, tcpip.ReadOptions{}); buf.Len() != 0 {
+			t.Errorf("direct %v: read %d octets (%v) through a disabled NIC", direct, buf.Len(), err)
+		}
 	}
 }

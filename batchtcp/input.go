@@ -519,6 +519,10 @@ func (sh *shard) processACK(now monotime.Time, c *conn, s *segment) bool {
 			} else {
 				sh.stats.FastRecovery++
 			}
+			if c.sb != nil {
+				c.sb.Next = c.sndUna // a new recovery: nothing resent yet
+			}
+			c.tlpOut = false // recovery's own cwnd reduction replaces the probe's
 			sh.retransmitFirst(now, c)
 		case congestion.RetransmitNext:
 			sh.retransmitFirst(now, c)
@@ -607,7 +611,11 @@ func (sh *shard) newAck(now monotime.Time, c *conn, s *segment, ack seqnum.Value
 		c.sb.Ack(ack)
 	}
 	c.dupAcks = 0
-	if c.cc.OnAck(acked, ack, flight) == congestion.RetransmitNext {
+	if c.cc.OnAck(acked, ack, flight) == congestion.RetransmitNext &&
+		(c.sb == nil || !c.sndUna.LessThan(c.sb.Next)) {
+		// RFC 6582 partial ACK: resend the first unacknowledged segment,
+		// unless SACK recovery already resent it (RFC 6675: once per
+		// recovery).
 		sh.retransmitFirst(now, c)
 	}
 	// RFC 6298 §5.2-5.3: stop or restart the timer.

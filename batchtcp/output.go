@@ -99,7 +99,9 @@ func (sh *shard) sendData(now monotime.Time, c *conn) bool {
 		if c.sndMax.LessThan(c.sndNxt) {
 			c.sndMax = c.sndNxt
 		}
-		if c.rtoAt == 0 {
+		if c.rtoAt == 0 || c.tlpArmed {
+			// A probe timeout restarts with new data (RFC 8985 §7.2);
+			// the output pass arms it again from now (armPTO).
 			c.setRTO(now.Add(c.rtt.RTO()))
 		}
 		sent = true
@@ -365,8 +367,8 @@ func (sh *shard) retransmitFirst(now monotime.Time, c *conn) {
 		n := min(c.mss, int(c.sndUna.Size(dataEnd)))
 		fin := c.finSent && c.sndUna.Add(seqnum.Size(n)) == c.finSeq
 		sh.sendSegment(now, c, wire.FlagACK, c.sndUna, n, fin)
-		if c.sb != nil {
-			c.sb.Next = c.sndUna.Add(seqnum.Size(n)) // holes after it next
+		if next := c.sndUna.Add(seqnum.Size(n)); c.sb != nil && c.sb.Next.LessThan(next) {
+			c.sb.Next = next // holes after it next
 		}
 	} else if c.finSent {
 		sh.sendSegment(now, c, wire.FlagACK|wire.FlagFIN, c.finSeq, 0, false)

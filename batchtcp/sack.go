@@ -7,8 +7,8 @@ package batchtcp
 //     round trip;
 //   - as sender it keeps a scoreboard of what the peer SACKed and, in fast
 //     recovery, retransmits the holes below SACKed data one per duplicate
-//     ACK while cwnd exceeds the octets in flight that were not SACKed
-//     (RFC 6675 §5 step C, NextSeg rule 1). Entering and leaving recovery
+//     ACK while RFC 6675's pipe leaves an MSS of the recovery's window
+//     (§5 step C, NextSeg rule 1), each hole once per recovery. Entering and leaving recovery
 //     and cwnd stay NewReno's (RFC 6582); after an RTO the scoreboard is
 //     cleared (RFC 2018 §8).
 
@@ -26,13 +26,23 @@ func (c *conn) noteSACK(seq seqnum.Value) {
 	if !c.sackOK {
 		return
 	}
-	n := int(c.sackN)
-	if n < len(c.sackRecent) {
-		n++
+	// Earlier entries inside the same block say nothing new, and those
+	// whose data was delivered say nothing at all: drop them first, so
+	// that distinct earlier blocks keep their places (§4: repeat the most
+	// recently reported blocks).
+	r, _ := c.reasm.RangeOf(seq)
+	var keep [len(c.sackRecent)]seqnum.Value
+	k := 0
+	for _, old := range c.sackRecent[:c.sackN] {
+		if o, ok := c.reasm.RangeOf(old); ok && o != r {
+			keep[k] = old
+			k++
+		}
 	}
-	copy(c.sackRecent[1:n], c.sackRecent[:n-1])
+	k = min(k, len(c.sackRecent)-1)
 	c.sackRecent[0] = seq
-	c.sackN = uint8(n)
+	copy(c.sackRecent[1:], keep[:k])
+	c.sackN = uint8(k + 1)
 }
 
 // addSACK fills o's SACK blocks from what the reassembly queue holds
@@ -69,7 +79,7 @@ func (c *conn) onSACK(s *segment, una seqnum.Value) {
 		return
 	}
 	if c.sb == nil {
-		c.sb = new(scoreboard.Board)
+		c.sb = &scoreboard.Board{Next: c.sndUna}
 	}
 	for _, b := range s.opt.SACK[:s.opt.NumSACK] {
 		c.sb.Add(seqnum.Value(b.Start), seqnum.Value(b.End), una, c.sndMax)
@@ -77,9 +87,7 @@ func (c *conn) onSACK(s *segment, una seqnum.Value) {
 }
 
 // retransmitHole resends the first segment of the first hole below SACKed
-// data that this recovery has not resent yet, if the window has room: the
-// octets in flight less those SACKed must leave one MSS of cwnd (RFC 6675
-// §5 step C).
+// data that this recovery has not resent yet, if the window has room.
 func (sh *shard) retransmitHole(now monotime.Time, c *conn) {
 	if c.sb == nil || c.sb.Empty() || c.ep == nil {
 		return
@@ -88,8 +96,11 @@ func (sh *shard) retransmitHole(now monotime.Time, c *conn) {
 	if from.LessThan(c.sb.Next) {
 		from = c.sb.Next
 	}
+	// RFC 6675 §5 step C: only while cwnd - pipe >= 1 SMSS, cwnd being
+	// the recovery's ssthresh (NewReno's inflation already counts the
+	// departures the scoreboard counts).
 	h, ok := c.sb.Hole(from)
-	if !ok || c.cc.Window()-(c.inFlight()-c.sb.Sacked()) < c.mss {
+	if !ok || c.cc.Ssthresh()-c.sb.Pipe(c.sndUna, c.sndNxt) < c.mss {
 		return
 	}
 	end := h.End

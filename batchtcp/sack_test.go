@@ -211,3 +211,54 @@ func TestSACKRecoveryRetransmitsHoles(t *testing.T) {
 		}
 	}
 }
+
+// RFC 6675: a hole is resent once per recovery. Holes 0, 3 and 6 of eight
+// segments are lost; fast retransmit resends 0 and the next duplicate ACKs
+// 3 and 6 (as RFC 6675's pipe allows). The partial ACK that follows the
+// resent 0 must not resend 3 (NewReno alone would, RFC 6582), and a
+// further duplicate ACK finds no hole left to resend.
+func TestSACKPartialACKResendsNothingTwice(t *testing.T) {
+	h := newHarness(t, hopt{})
+	c := h.establishedWith(wire.Options{HasMSS: true, MSS: 1000, WS: -1, SACKPermitted: true})
+	base := c.ack
+	c.write(payload(8000, 'd'))
+	for i := range 8 {
+		if s := c.recv(); s.seq != base+uint32(1000*i) {
+			t.Fatalf("segment %d: %v", i, s)
+		}
+	}
+	c.dupACK(base, base, [2]uint32{1000, 2000})
+	c.dupACK(base, base, [2]uint32{1000, 3000})
+	c.dupACK(base, base, [2]uint32{4000, 5000}, [2]uint32{1000, 3000})
+	for _, want := range []uint32{0, 3000, 6000} {
+		if want == 3000 {
+			c.dupACK(base, base, [2]uint32{4000, 6000}, [2]uint32{1000, 3000})
+		} else if want == 6000 {
+			c.dupACK(base, base, [2]uint32{7000, 8000}, [2]uint32{4000, 6000}, [2]uint32{1000, 3000})
+		}
+		if s := c.recv(); s.seq != base+want {
+			t.Fatalf("resent %v, want seq %d", s, base+want)
+		}
+	}
+	c.dupACK(base+3000, base, [2]uint32{4000, 6000}, [2]uint32{7000, 8000}) // partial ACK
+	c.recvNothing()
+	c.dupACK(base+3000, base, [2]uint32{4000, 6000}, [2]uint32{7000, 8000})
+	c.recvNothing()
+}
+
+// RFC 2018 §4: segments that only extend the newest block do not push the
+// older blocks out of the report.
+func TestSACKBlocksKeepOlderRanges(t *testing.T) {
+	h := newHarness(t, hopt{})
+	c := h.establishedWith(wire.Options{HasMSS: true, MSS: 1460, WS: -1, SACKPermitted: true})
+	base := c.seq
+	var a seg
+	for _, off := range []uint32{100, 300, 500, 700, 800, 900, 1000} {
+		c.sendAt(fACK|fPSH, base+off, c.ack, payload(100, 'o'))
+		a = c.expect(fACK, c.ack, base)
+	}
+	want := [][2]uint32{{700, 1100}, {500, 600}, {300, 400}, {100, 200}}
+	if got := sackBlocks(a, base); !sameBlocks(got, want) {
+		t.Fatalf("SACK %v, want %v", got, want)
+	}
+}

@@ -30,12 +30,16 @@ const (
 // armPTO turns a pending RTO into a probe timeout where §7.2 allows one.
 func (sh *shard) armPTO(now monotime.Time, c *conn) {
 	if !c.sackOK || c.tlpOut || c.tlpArmed || c.rtoAt == 0 || c.sndUna == c.sndMax ||
-		c.cc.State() != congestion.Open || !c.rtt.HasSample() ||
+		c.cc.State() != congestion.Open || !c.rtt.HasSample() || (c.sb != nil && !c.sb.Empty()) ||
 		(c.state != StateEstablished && c.state != StateCloseWait) {
 		return
 	}
 	pto := 2 * c.rtt.SRTT()
-	if c.inFlight() <= c.mss {
+	if c.inFlight() < 2*c.mss {
+		// §7.2 adds the delayed-ACK allowance for a one-segment flight;
+		// a receiver may delay its ACK for anything short of two full
+		// segments (RFC 1122 §4.2.3.2; batchtcp's own does), and a probe
+		// sent before that ACK is spurious.
 		pto += maxAckDelay
 	}
 	at := now.Add(max(pto, minPTO))
@@ -50,6 +54,11 @@ func (sh *shard) onPTO(now monotime.Time, c *conn) {
 	if c.sndUna == c.sndMax || c.ep == nil {
 		return
 	}
+	// Whatever happens, the real RTO stays armed (onTimer cleared it).
+	c.setRTO(now.Add(c.rtt.RTO()))
+	if c.cc.State() != congestion.Open {
+		return // recovery began meanwhile: no probe (§7.2)
+	}
 	end := c.sndNxt
 	fin := c.finSent && end == c.finSeq+1
 	dataEnd := end
@@ -60,16 +69,15 @@ func (sh *shard) onPTO(now monotime.Time, c *conn) {
 	if c.sndUna.LessThan(dataEnd) {
 		n = min(c.mss, int(c.sndUna.Size(dataEnd)))
 	}
-	seq := dataEnd - seqnum.Value(n)
 	if n == 0 && !fin {
 		return
 	}
+	seq := dataEnd - seqnum.Value(n)
 	sh.sendSegment(now, c, wire.FlagACK, seq, n, fin)
 	sh.stats.Retransmits++
 	sh.stats.TailLossProbes++
 	c.rttTiming = false
 	c.tlpOut, c.tlpEnd, c.tlpDSACK = true, end, false
-	c.setRTO(now.Add(c.rtt.RTO()))
 }
 
 // onProbeACK ends a probe episode once an ACK covers the probe (§7.4):

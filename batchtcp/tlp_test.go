@@ -1,9 +1,16 @@
 package batchtcp_test
 
 import (
+	"context"
+	"io"
 	"testing"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+
+	"github.com/xdptcp/xdptcp/batchtcp"
 	"github.com/xdptcp/xdptcp/batchtcp/wire"
 )
 
@@ -42,5 +49,39 @@ func TestTailLossProbe(t *testing.T) {
 		if after := c.tcpInfo().SndCwnd; after >= cwnd {
 			t.Errorf("cwnd %d after a repaired loss, was %d", after, cwnd)
 		}
+	}
+}
+
+// No spurious probes between two batchtcp ends on a lossless link: a
+// 1,500-octet write (two segments, under 2·MSS) is ACKed only after the
+// receiver's delayed-ACK time, so the probe timeout must allow for it.
+func TestTailLossProbeNotSpurious(t *testing.T) {
+	sa, sb := pipePair(t, batchtcp.NewProtocol, batchtcp.NewProtocol)
+	ln, err := gonet.ListenTCP(sa, tcpip.FullAddress{Addr: addrA, Port: 9}, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			io.Copy(io.Discard, c)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := gonet.DialContextTCP(ctx, sb, tcpip.FullAddress{Addr: addrA, Port: 9}, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := make([]byte, 1500)
+	for range 5 {
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st := sb.Stats().TCP; st.TLPRecovery.Value() != 0 || st.Retransmits.Value() != 0 {
+		t.Errorf("lossless link: %d retransmits, %d TLP recoveries", st.Retransmits.Value(), st.TLPRecovery.Value())
 	}
 }

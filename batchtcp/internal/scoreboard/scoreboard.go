@@ -120,6 +120,40 @@ func (b *Board) Hole(from seqnum.Value) (Range, bool) {
 	return Range{}, false
 }
 
+// Pipe estimates RFC 6675's pipe (§4 SetPipe) during a recovery that has
+// resent up to Next: the octets sent above the highest SACKed octet, plus
+// the holes below it already resent ([una, Next)). Holes not yet resent
+// count as lost (IsLost, approximated: data is missing below SACKed data)
+// and SACKed octets as delivered. Without SACKed data it is all of
+// [una, sndNxt).
+func (b *Board) Pipe(una, sndNxt seqnum.Value) int {
+	high, ok := b.High()
+	if !ok {
+		return int(una.Size(sndNxt))
+	}
+	pipe := 0
+	if high.LessThan(sndNxt) {
+		pipe = int(high.Size(sndNxt))
+	}
+	end := b.Next
+	if high.LessThan(end) {
+		end = high
+	}
+	for from := una; from.LessThan(end); {
+		h, ok := b.Hole(from)
+		if !ok || !h.Start.LessThan(end) {
+			break
+		}
+		e := h.End
+		if end.LessThan(e) {
+			e = end
+		}
+		pipe += int(h.Start.Size(e))
+		from = h.End
+	}
+	return pipe
+}
+
 // Ranges returns the SACKed ranges, lowest first (valid until the next
 // change).
 func (b *Board) Ranges() []Range { return b.r }

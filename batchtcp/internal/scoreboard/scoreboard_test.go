@@ -118,3 +118,29 @@ func TestBoardProperty(t *testing.T) {
 		}
 	})
 }
+
+// Pipe: octets above the highest SACKed one plus the holes already resent.
+func TestPipe(t *testing.T) {
+	var b Board
+	if got := b.Pipe(0, 8000); got != 8000 {
+		t.Fatalf("no SACK: pipe %d, want 8000", got)
+	}
+	b.Add(1000, 2000, 0, 8000)
+	b.Add(3000, 4000, 0, 8000)
+	b.Add(5000, 7000, 0, 8000) // holes [0,1000) [2000,3000) [4000,5000); 1000 above
+	for _, tc := range []struct {
+		next seqnum.Value
+		want int
+	}{
+		{0, 1000},    // nothing resent
+		{1000, 2000}, // the first hole resent
+		{2500, 2500}, // half of the second
+		{5000, 4000}, // all three
+		{9000, 4000}, // Next beyond the highest SACKed octet adds nothing
+	} {
+		b.Next = tc.next
+		if got := b.Pipe(0, 8000); got != tc.want {
+			t.Errorf("Next %d: pipe %d, want %d", tc.next, got, tc.want)
+		}
+	}
+}
