@@ -228,6 +228,15 @@ func (l *DirectLink) direct(n *directNIC, proto tcpip.NetworkProtocolNumber, pkt
 	if !sh.in.pushSeg(inSeg{pkt: pkt, id: id, hash: h, direct: l, size: uint32(size)}) {
 		pkt.DecRef()
 		sh.inboxDrops.Add(1)
+		// The stack's path would have counted it through IP before the
+		// transport dropped it.
+		var pkts [2]uint64 // IPv4, IPv6
+		if proto == header.IPv6ProtocolNumber {
+			pkts[1] = 1
+		} else {
+			pkts[0] = 1
+		}
+		l.count(pkts, uint64(size))
 	}
 	return true
 }

@@ -352,6 +352,11 @@ func (sh *shard) input(now monotime.Time, c *conn, s *segment) {
 			if s.has(wire.FlagSYN) && !sh.challengeOK(now) {
 				return
 			}
+			if end := s.seq.Add(seqnum.Size(len(s.payload))); c.sackOK && len(s.payload) > 0 &&
+				!s.has(wire.FlagSYN|wire.FlagFIN) && end.LessThanEq(c.rcvNxt) {
+				sh.sendDSACK(now, c, s.seq, end) // a duplicate: RFC 2883 §4
+				return
+			}
 			c.ackNow = true
 			if c.state == StateTimeWait && s.has(wire.FlagFIN) {
 				// A retransmitted FIN restarts the 2 MSL wait.

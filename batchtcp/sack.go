@@ -4,7 +4,7 @@ package batchtcp
 // TCPSACKEnabled option is on (gVisor's default). Once both ends agreed:
 //   - as receiver it reports the out-of-order data it holds in every pure
 //     ACK, so a SACK sender (Linux, gVisor) repairs several losses per
-//     round trip;
+//     round trip, and a wholly duplicate segment with a D-SACK (RFC 2883);
 //   - as sender it keeps a scoreboard of what the peer SACKed and, in fast
 //     recovery, retransmits the holes below SACKed data one per duplicate
 //     ACK while RFC 6675's pipe leaves an MSS of the recovery's window
@@ -69,6 +69,22 @@ func (c *conn) addSACK(o *wire.Options) {
 			o.NumSACK++
 		}
 	}
+}
+
+// sendDSACK acknowledges a segment that duplicated data already received,
+// reporting it in the first SACK block (RFC 2883 §4: a D-SACK lies below
+// the cumulative ACK), followed by the usual blocks. The sender learns its
+// retransmission was spurious (RFC 8985 §7.4 counts on it for probes).
+func (sh *shard) sendDSACK(now monotime.Time, c *conn, start, end seqnum.Value) {
+	o := wire.Options{WS: -1, NumSACK: 1}
+	if c.tsOK {
+		o.HasTS, o.TSVal, o.TSEcr = true, c.tsVal(now), c.tsRecent
+	}
+	o.SACK[0] = wire.SACKBlock{Start: uint32(start), End: uint32(end)}
+	c.addSACK(&o)
+	sh.emit(c, wire.FlagACK, c.sndNxt, &o, 0, 0, c.advertise())
+	c.lastAckSent = c.rcvNxt
+	c.ackNow, c.ackPending, c.unacked, c.delackAt = false, false, 0, 0
 }
 
 // onSACK records an acceptable ACK's SACK blocks (RFC 6675 §5: update the

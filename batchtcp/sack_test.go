@@ -262,3 +262,27 @@ func TestSACKBlocksKeepOlderRanges(t *testing.T) {
 		t.Fatalf("SACK %v, want %v", got, want)
 	}
 }
+
+// RFC 2883 §4: a segment that duplicates data already acknowledged is
+// answered at once with its range as the first SACK block (a D-SACK, below
+// the cumulative ACK), followed by the blocks of data still held out of
+// order; without SACK agreed it gets a plain duplicate ACK.
+func TestDSACKForDuplicateSegment(t *testing.T) {
+	for _, sack := range []bool{true, false} {
+		h := newHarness(t, hopt{})
+		c := h.establishedWith(wire.Options{HasMSS: true, MSS: 1460, WS: -1, SACKPermitted: sack})
+		base := c.seq
+		c.sendAt(fACK|fPSH, base, c.ack, payload(100, 'a'))
+		c.sendAt(fACK|fPSH, base+300, c.ack, payload(100, 'b')) // held out of order
+		c.expect(fACK, c.ack, base+100)
+		c.sendAt(fACK|fPSH, base, c.ack, payload(100, 'a')) // the first again
+		a := c.expect(fACK, c.ack, base+100)
+		want := [][2]uint32{{0, 100}, {300, 400}}
+		if !sack {
+			want = nil
+		}
+		if got := sackBlocks(a, base); !sameBlocks(got, want) {
+			t.Errorf("sack %v: blocks %v, want %v", sack, got, want)
+		}
+	}
+}

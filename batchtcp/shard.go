@@ -122,6 +122,7 @@ func (sh *shard) batch(segs []inSeg, eps []*endpoint, timers bool) {
 	for _, t := range txs {
 		t.Hold(lane)
 	}
+	fallbacks := sh.stats.DirectFallbacks
 	for i := range segs {
 		sh.handleSegment(now, &segs[i])
 		segs[i].pkt.DecRef()
@@ -169,7 +170,8 @@ func (sh *shard) batch(segs []inSeg, eps []*endpoint, timers bool) {
 	}
 	if len(segs) > 0 || len(eps) > 0 {
 		sh.stats.Batches++
-		sh.stats.BatchSegments += uint64(len(segs))
+		// Segments handed back to the stack come round again: count once.
+		sh.stats.BatchSegments += uint64(len(segs)) - (sh.stats.DirectFallbacks - fallbacks)
 	}
 	sh.flushDirect()
 	tcpStats := sh.p.stack.Stats().TCP
