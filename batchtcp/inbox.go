@@ -33,6 +33,9 @@ type inbox struct {
 	// wake has one slot: a send that finds it full is dropped, since the
 	// shard is already due to run.
 	wake chan struct{}
+	// closed: the shard has stopped; segments are refused (the caller
+	// releases them) rather than left queued forever.
+	closed bool
 }
 
 func (b *inbox) init() {
@@ -50,7 +53,7 @@ func (b *inbox) signal() {
 // pushSeg queues a segment; false if the inbox is full (the caller drops).
 func (b *inbox) pushSeg(s inSeg) bool {
 	b.mu.Lock()
-	if len(b.segs) >= inboxLimit {
+	if b.closed || len(b.segs) >= inboxLimit {
 		b.mu.Unlock()
 		return false
 	}
@@ -112,6 +115,16 @@ func (b *inbox) takeIdle() []func() {
 	f := b.idle
 	b.idle = nil
 	return f
+}
+
+// close refuses further segments and returns those queued.
+func (b *inbox) close() ([]inSeg, []*endpoint) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	segs, eps := b.segs, b.eps
+	b.segs, b.eps = nil, nil
+	return segs, eps
 }
 
 // take swaps the queued work into the caller's (empty) slices and returns

@@ -266,8 +266,8 @@ func (sh *shard) shutdown() {
 	if sh.clkTimer != nil {
 		sh.clkTimer.Stop()
 	}
-	// Release segments still queued.
-	segs, eps := sh.in.take(nil, nil)
+	// Release segments still queued; later ones are refused.
+	segs, eps := sh.in.close()
 	for _, s := range segs {
 		s.pkt.DecRef()
 	}

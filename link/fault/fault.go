@@ -108,6 +108,10 @@ type Endpoint struct {
 	out    path
 	in     path
 	closed bool
+	// sending counts timer callbacks handing frames on (under mu), so that
+	// Wait returns only once none is; idle is signalled when it drops to 0.
+	sending int
+	idle    sync.Cond
 
 	batches sync.Pool // *batch
 }
@@ -122,6 +126,7 @@ var (
 func New(inner stack.LinkEndpoint, cfg Config) *Endpoint {
 	cfg = cfg.sanitize()
 	e := &Endpoint{clock: cfg.Clock, cfg: cfg, rng: newRNG(cfg.Seed)}
+	e.idle.L = &e.mu
 	if e.clock == nil {
 		e.clock = tcpip.NewStdClock()
 	}
@@ -203,6 +208,17 @@ func (e *Endpoint) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *
 	e.processLocked(&e.in, one[:], proto, b)
 	e.mu.Unlock()
 	e.emit(&e.in, b)
+}
+
+// Wait implements stack.LinkEndpoint: it also waits for a timer that is
+// still handing frames on.
+func (e *Endpoint) Wait() {
+	e.mu.Lock()
+	for e.sending > 0 {
+		e.idle.Wait()
+	}
+	e.mu.Unlock()
+	e.Endpoint.Wait()
 }
 
 // Close implements stack.LinkEndpoint: it releases held and delayed frames
@@ -306,14 +322,25 @@ func (e *Endpoint) armHoldLocked(p *path) {
 // fireHold sends a held frame whose successor did not come in time.
 func (e *Endpoint) fireHold(p *path) {
 	e.mu.Lock()
-	if p.held == nil {
+	if p.held == nil || e.closed {
 		e.mu.Unlock()
 		return
 	}
+	e.sending++
+	defer e.doneSending()
 	b := e.batches.Get().(*batch)
 	e.releaseHeldLocked(p, b)
 	e.mu.Unlock()
 	e.emit(p, b)
+}
+
+// doneSending ends a timer callback's sending.
+func (e *Endpoint) doneSending() {
+	e.mu.Lock()
+	if e.sending--; e.sending == 0 {
+		e.idle.Broadcast()
+	}
+	e.mu.Unlock()
 }
 
 // armDelayLocked makes the delay timer fire at the head of the line.
@@ -339,6 +366,12 @@ func (e *Endpoint) fireDelay(p *path) {
 	now := e.clock.NowMonotonic()
 	e.mu.Lock()
 	p.armed = false
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	e.sending++
+	defer e.doneSending()
 	b := e.batches.Get().(*batch)
 	for len(p.line) > 0 && !p.line[0].due.After(now) {
 		d := p.pop()
