@@ -165,14 +165,13 @@ func (sh *shard) batch(segs []inSeg, eps []*endpoint, timers bool) {
 	}
 	clear(sh.dirty)
 	sh.dirty = sh.dirty[:0]
-	for _, t := range txs {
-		t.Flush(lane)
-	}
 	if len(segs) > 0 || len(eps) > 0 {
 		sh.stats.Batches++
 		// Segments handed back to the stack come round again: count once.
 		sh.stats.BatchSegments += uint64(len(segs)) - (sh.stats.DirectFallbacks - fallbacks)
 	}
+	// Counters first, then the held segments leave: a peer that reacts to
+	// one (a refused connect, a reset) finds it already counted here.
 	sh.flushDirect()
 	tcpStats := sh.p.stack.Stats().TCP
 	sh.stats.publish(&sh.prevStats, &tcpStats)
@@ -180,6 +179,9 @@ func (sh *shard) batch(segs []inSeg, eps []*endpoint, timers bool) {
 	sh.pub = sh.stats
 	sh.pubConns = len(sh.flows)
 	sh.pubMu.Unlock()
+	for _, t := range txs {
+		t.Flush(lane)
+	}
 }
 
 // armClock sets the one clock timer of the shard to the wheel's earliest
