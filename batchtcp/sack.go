@@ -55,6 +55,9 @@ func (c *conn) addSACK(o *wire.Options) {
 		return
 	}
 	for _, seq := range c.sackRecent[:c.sackN] {
+		if o.NumSACK == len(o.SACK) {
+			break // full (a D-SACK may have taken the first place)
+		}
 		r, ok := c.reasm.RangeOf(seq)
 		if !ok || !c.rcvNxt.LessThan(r.Start) {
 			continue

@@ -286,3 +286,22 @@ func TestDSACKForDuplicateSegment(t *testing.T) {
 		}
 	}
 }
+
+// A D-SACK takes the first of the four places; the out-of-order blocks
+// fill the rest, most recent first, and never overflow the option.
+func TestDSACKWithFourBlocksHeld(t *testing.T) {
+	h := newHarness(t, hopt{})
+	c := h.establishedWith(wire.Options{HasMSS: true, MSS: 1460, WS: -1, SACKPermitted: true})
+	base := c.seq
+	c.sendAt(fACK|fPSH, base, c.ack, payload(100, 'a'))
+	for _, off := range []uint32{200, 400, 600, 800} {
+		c.sendAt(fACK|fPSH, base+off, c.ack, payload(100, 'o'))
+		c.expect(fACK, c.ack, base+100)
+	}
+	c.sendAt(fACK|fPSH, base, c.ack, payload(100, 'a'))
+	a := c.expect(fACK, c.ack, base+100)
+	want := [][2]uint32{{0, 100}, {800, 900}, {600, 700}, {400, 500}}
+	if got := sackBlocks(a, base); !sameBlocks(got, want) {
+		t.Fatalf("blocks %v, want %v", got, want)
+	}
+}
