@@ -38,9 +38,9 @@ import (
 // What the stack's path would have counted is counted for direct segments
 // too: the NIC's received packets and bytes, and IP's PacketsReceived,
 // ValidPacketsReceived and PacketsDelivered (stack-wide and per NIC).
-// Never bypassed: packet filters. The path switches itself off for good
-// once the stack's iptables have been modified, and for as long as
-// nftables is configured. Bypassed: packet sockets on a NIC created with
+// Never bypassed: packet filters. The owning shard checks once per batch;
+// with iptables modified (for good) or nftables configured, direct
+// segments go through the stack's path. Bypassed: packet sockets on a NIC created with
 // DeliverLinkPackets. Use it only on stacks whose TCP
 // is this Protocol.
 type DirectLink struct {
@@ -125,19 +125,29 @@ func (l *DirectLink) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt
 	}
 }
 
-// enabled reports whether the stack has no packet filter the direct path
-// would bypass. iptables never return to unmodified once changed, so that
-// answer is kept; asking costs one uncontended mutex (gVisor's own path
-// takes two read locks per packet for the same hooks).
+// enabled reports whether the direct path may be tried: no nftables, and
+// iptables not found modified by a shard yet (filtered; the mutex that
+// question takes is asked once per batch by the shard that owns the
+// segment, not per packet on the receive goroutines).
 func (l *DirectLink) enabled() bool {
-	if l.off.Load() || l.p.stack.IsNFTablesConfigured() {
-		return false
+	return !l.off.Load() && !l.p.stack.IsNFTablesConfigured()
+}
+
+// directFiltered reports, once per batch, whether the stack has packet
+// filters the direct path would bypass; the batch's direct segments then
+// go through the stack's path (fallback), whose hooks see them. iptables
+// never return to unmodified, so the link stops trying for good.
+func (sh *shard) directFiltered(l *DirectLink) bool {
+	if !sh.filterChecked {
+		sh.filterChecked = true
+		ipt := sh.p.stack.IPTables().Modified()
+		sh.filterOn = ipt || sh.p.stack.IsNFTablesConfigured()
+		sh.iptablesOn = ipt
 	}
-	if l.p.stack.IPTables().Modified() {
+	if sh.iptablesOn {
 		l.off.Store(true)
-		return false
 	}
-	return true
+	return sh.filterOn
 }
 
 // direct validates pkt (link header already consumed) and queues it on its

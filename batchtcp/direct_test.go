@@ -263,3 +263,29 @@ func TestDirectDisabledNIC(t *testing.T) {
 		}
 	}
 }
+
+// While nftables is configured nothing goes direct; afterwards it does again.
+func TestDirectOffWithNFTables(t *testing.T) {
+	h := newHarness(t, hopt{direct: true})
+	c := h.establishedWith(wire.Options{HasMSS: true, MSS: 1460, WS: -1})
+	p := h.proto6()
+	p.Sync()
+	base := p.Stats().DirectSegments
+	h.s.SetNFTablesConfigured(true)
+	c.send(fACK|fPSH, []byte("a"))
+	c.seq++
+	p.Sync()
+	if d := p.Stats().DirectSegments - base; d != 0 {
+		t.Errorf("%d segments went direct past nftables", d)
+	}
+	h.s.SetNFTablesConfigured(false)
+	c.send(fACK|fPSH, []byte("b"))
+	c.seq++
+	if got := c.readN(2); string(got) != "ab" {
+		t.Fatalf("read %q", got)
+	}
+	p.Sync()
+	if d := p.Stats().DirectSegments - base; d != 1 {
+		t.Errorf("%d segments went direct, want 1 (after nftables)", d)
+	}
+}

@@ -19,9 +19,10 @@ const pawsIdle = 24 * 24 * time.Hour
 func (sh *shard) handleSegment(now monotime.Time, in *inSeg) {
 	c := sh.flows[in.id]
 	if in.direct != nil {
-		if c == nil {
+		if c == nil || sh.directFiltered(in.direct) {
 			// Not ours to judge without the stack: is the destination one of
-			// its addresses, is there a listener (DirectLink).
+			// its addresses, is there a listener, what do its filters say
+			// (DirectLink).
 			sh.stats.DirectFallbacks++
 			in.direct.fallback(in.pkt)
 			return

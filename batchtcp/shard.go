@@ -37,10 +37,12 @@ type shard struct {
 	dirty []*conn
 	seg   segment
 
-	stats      shardStats
-	prevStats  shardStats
-	direct     directCount
-	inboxDrops atomic.Uint64
+	stats     shardStats
+	prevStats shardStats
+	direct    directCount
+	// Packet filters, asked at most once per batch (directFiltered).
+	filterChecked, filterOn, iptablesOn bool
+	inboxDrops                          atomic.Uint64
 
 	// Published snapshot for Protocol.Stats (updated once per batch).
 	pubMu    sync.Mutex
@@ -123,6 +125,7 @@ func (sh *shard) batch(segs []inSeg, eps []*endpoint, timers bool) {
 		t.Hold(lane)
 	}
 	fallbacks := sh.stats.DirectFallbacks
+	sh.filterChecked = false
 	for i := range segs {
 		sh.handleSegment(now, &segs[i])
 		segs[i].pkt.DecRef()
