@@ -248,6 +248,12 @@ func (c *conn) synWindow() uint16 {
 // sendSegment sends a non-SYN segment of n data octets from the send
 // queue at seq (plus FIN when fin).
 func (sh *shard) sendSegment(now monotime.Time, c *conn, flags uint8, seq seqnum.Value, n int, fin bool) {
+	sh.sendSegmentDSACK(now, c, flags, seq, n, fin, nil)
+}
+
+// sendSegmentDSACK is sendSegment; a pure ACK given dsack reports it as its
+// first SACK block (RFC 2883 §4).
+func (sh *shard) sendSegmentDSACK(now monotime.Time, c *conn, flags uint8, seq seqnum.Value, n int, fin bool, dsack *wire.SACKBlock) {
 	if fin {
 		flags |= wire.FlagFIN
 	}
@@ -264,6 +270,9 @@ func (sh *shard) sendSegment(now monotime.Time, c *conn, flags uint8, seq seqnum
 	} else if flags&wire.FlagACK != 0 {
 		// Pure ACKs only: data segments are sized to the MSS less the
 		// fixed options, with no room for blocks.
+		if dsack != nil {
+			o.SACK[0], o.NumSACK = *dsack, 1
+		}
 		c.addSACK(&o)
 	}
 	wnd := c.advertise()

@@ -188,6 +188,7 @@ func (p *Protocol) Stats() Stats {
 		st.InboxDrops += c.InboxDrops + sh.inboxDrops.Load()
 		st.DirectSegments += c.DirectSegments
 		st.DirectFallbacks += c.DirectFallbacks
+		st.TailLossProbes += c.TailLossProbes
 		st.PAWSDrops += c.PAWSDrops
 		st.ChallengeACKs += c.ChallengeACKs
 		st.ChallengeLimited += c.ChallengeLimited

@@ -79,15 +79,8 @@ func (c *conn) addSACK(o *wire.Options) {
 // the cumulative ACK), followed by the usual blocks. The sender learns its
 // retransmission was spurious (RFC 8985 §7.4 counts on it for probes).
 func (sh *shard) sendDSACK(now monotime.Time, c *conn, start, end seqnum.Value) {
-	o := wire.Options{WS: -1, NumSACK: 1}
-	if c.tsOK {
-		o.HasTS, o.TSVal, o.TSEcr = true, c.tsVal(now), c.tsRecent
-	}
-	o.SACK[0] = wire.SACKBlock{Start: uint32(start), End: uint32(end)}
-	c.addSACK(&o)
-	sh.emit(c, wire.FlagACK, c.sndNxt, &o, 0, 0, c.advertise())
-	c.lastAckSent = c.rcvNxt
-	c.ackNow, c.ackPending, c.unacked, c.delackAt = false, false, 0, 0
+	d := wire.SACKBlock{Start: uint32(start), End: uint32(end)}
+	sh.sendSegmentDSACK(now, c, wire.FlagACK, c.sndNxt, 0, false, &d)
 }
 
 // onSACK records an acceptable ACK's SACK blocks (RFC 6675 §5: update the

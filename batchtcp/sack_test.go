@@ -152,6 +152,23 @@ func TestNoSACKWithoutAgreement(t *testing.T) {
 	}
 }
 
+// flight opens a connection with MSS 1000 (SACK offered or not), writes
+// n full segments and reads them; it returns the stack's first sequence
+// number of the flight.
+func flight(t *testing.T, sack bool, n int) (*harness, *conn, uint32) {
+	t.Helper()
+	h := newHarness(t, hopt{})
+	c := h.establishedWith(wire.Options{HasMSS: true, MSS: 1000, WS: -1, SACKPermitted: sack})
+	base := c.ack
+	c.write(payload(1000*n, 'd'))
+	for i := range n {
+		if s := c.recv(); s.seq != base+uint32(1000*i) || len(s.payload) != 1000 {
+			t.Fatalf("segment %d: %v", i, s)
+		}
+	}
+	return h, c, base
+}
+
 // dupACK sends a duplicate ACK for c's stack-side SND.UNA with SACK blocks
 // given relative to base.
 func (c *conn) dupACK(una, base uint32, blocks ...[2]uint32) {
@@ -169,15 +186,7 @@ func (c *conn) dupACK(una, base uint32, blocks ...[2]uint32) {
 // (RFC 6582); without SACK blocks the same ACKs retransmit nothing more.
 func TestSACKRecoveryRetransmitsHoles(t *testing.T) {
 	for _, sack := range []bool{true, false} {
-		h := newHarness(t, hopt{})
-		c := h.establishedWith(wire.Options{HasMSS: true, MSS: 1000, WS: -1, SACKPermitted: sack})
-		base := c.ack
-		c.write(payload(8000, 'd'))
-		for i := range 8 {
-			if s := c.recv(); s.seq != base+uint32(1000*i) || len(s.payload) != 1000 {
-				t.Fatalf("segment %d: %v", i, s)
-			}
-		}
+		h, c, base := flight(t, sack, 8)
 		// Segments 0 and 3 are lost; 1, 2, 4, 5 arrive.
 		blocks := [][][2]uint32{
 			{{1000, 2000}},
@@ -218,15 +227,7 @@ func TestSACKRecoveryRetransmitsHoles(t *testing.T) {
 // resent 0 must not resend 3 (NewReno alone would, RFC 6582), and a
 // further duplicate ACK finds no hole left to resend.
 func TestSACKPartialACKResendsNothingTwice(t *testing.T) {
-	h := newHarness(t, hopt{})
-	c := h.establishedWith(wire.Options{HasMSS: true, MSS: 1000, WS: -1, SACKPermitted: true})
-	base := c.ack
-	c.write(payload(8000, 'd'))
-	for i := range 8 {
-		if s := c.recv(); s.seq != base+uint32(1000*i) {
-			t.Fatalf("segment %d: %v", i, s)
-		}
-	}
+	_, c, base := flight(t, true, 8)
 	c.dupACK(base, base, [2]uint32{1000, 2000})
 	c.dupACK(base, base, [2]uint32{1000, 3000})
 	c.dupACK(base, base, [2]uint32{4000, 5000}, [2]uint32{1000, 3000})

@@ -99,8 +99,11 @@ type Stats struct {
 	InboxDrops uint64
 	// DirectSegments arrived through a DirectLink; DirectFallbacks came
 	// that way for a flow no shard held and went on through the stack.
-	DirectSegments   uint64
-	DirectFallbacks  uint64
+	DirectSegments  uint64
+	DirectFallbacks uint64
+	// TailLossProbes sent (RFC 8985 §7); the stack's TCP.TLPRecovery
+	// counts those that repaired a loss.
+	TailLossProbes   uint64
 	PAWSDrops        uint64
 	ChallengeACKs    uint64
 	ChallengeLimited uint64

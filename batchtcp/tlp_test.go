@@ -11,7 +11,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 
 	"github.com/xdptcp/xdptcp/batchtcp"
-	"github.com/xdptcp/xdptcp/batchtcp/wire"
 )
 
 // RFC 8985 §7: with SACK agreed, when nothing comes back for a flight of
@@ -21,15 +20,7 @@ import (
 // halves cwnd. Without SACK no probe is sent.
 func TestTailLossProbe(t *testing.T) {
 	for _, sack := range []bool{true, false} {
-		h := newHarness(t, hopt{})
-		c := h.establishedWith(wire.Options{HasMSS: true, MSS: 1000, WS: -1, SACKPermitted: sack})
-		base := c.ack
-		c.write(payload(2000, 'd'))
-		for i := range 2 {
-			if s := c.recv(); s.seq != base+uint32(1000*i) {
-				t.Fatalf("segment %d: %v", i, s)
-			}
-		}
+		h, c, base := flight(t, sack, 2)
 		c.advance(9 * time.Millisecond)
 		c.recvNothing()
 		c.advance(2 * time.Millisecond)
@@ -40,6 +31,7 @@ func TestTailLossProbe(t *testing.T) {
 		if s := c.recv(); s.seq != base+1000 || len(s.payload) != 1000 {
 			t.Fatalf("probe %v, want the last segment at %d", s, base+1000)
 		}
+		waitFor(t, "the probe counted", func() bool { return h.proto6().Stats().TailLossProbes == 1 })
 		// Only one probe per episode: nothing more until the RTO.
 		c.advance(50 * time.Millisecond)
 		c.recvNothing()
