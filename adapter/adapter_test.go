@@ -295,15 +295,12 @@ func TestLossyTransferGVisor(t *testing.T) {
 	fa := fault.New(la, cfg)
 	cfg.Seed = 2
 	fb := fault.New(lb, cfg)
-	sa, err := New(fa, append(gvisor(), WithAddress(DefaultPairAddrsA[0]))...)
+	sa, sb, err := NewPairOn(fa, fb, append(gvisor(), WithAddress(DefaultPairAddrsA[0])),
+		append(gvisor(), WithAddress(DefaultPairAddrsB[0])))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sa.Close()
-	sb, err := New(fb, append(gvisor(), WithAddress(DefaultPairAddrsB[0]))...)
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer sb.Close()
 
 	data := make([]byte, size)

@@ -3,6 +3,8 @@ package adapter
 import (
 	"net/netip"
 
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
 	"github.com/xdptcp/xdptcp/link/memlink"
 )
 
@@ -16,6 +18,13 @@ var (
 // WithAddress gets DefaultPairAddrsA or DefaultPairAddrsB.
 func NewPair(opts memlink.Options, a, b []Option) (sa, sb *Stack, err error) {
 	la, lb := memlink.Pair(opts)
+	return NewPairOn(la, lb, a, b)
+}
+
+// NewPairOn is NewPair on two given link endpoints that reach each other
+// (a memlink pair wrapped in link/fault, say). On error both links are
+// closed.
+func NewPairOn(la, lb stack.LinkEndpoint, a, b []Option) (sa, sb *Stack, err error) {
 	if sa, err = New(la, withDefaultAddrs(a, DefaultPairAddrsA)...); err != nil {
 		la.Close()
 		lb.Close()

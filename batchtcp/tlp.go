@@ -4,8 +4,8 @@ package batchtcp
 // lost no duplicate ACKs come back and only the RTO (200 ms at least) would
 // repair them. With SACK agreed (as Linux requires) and no recovery under
 // way, the retransmission timer is first armed for a probe timeout of two
-// smoothed RTTs (plus the worst-case delayed ACK when one segment is in
-// flight, at least 10 ms, never beyond the RTO); when it fires the last
+// smoothed RTTs (plus the worst-case delayed ACK while less than two full
+// segments are in flight, at least 10 ms, never beyond the RTO); when it fires the last
 // segment is sent again, which draws an ACK: either it repairs a single
 // tail loss, or its SACK blocks start fast recovery. The probe then arms
 // the real RTO. A repaired loss (no D-SACK for the probe) halves cwnd as

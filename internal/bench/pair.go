@@ -112,19 +112,8 @@ func lossyPair(drop float64, co, so []adapter.Option) (c, s *adapter.Stack, err 
 		return nil, nil, err
 	}
 	la, lb := memlink.Pair(memlink.Options{})
-	fa := fault.New(la, fault.Config{Seed: 1, Drop: drop})
-	fb := fault.New(lb, fault.Config{Seed: 2, Drop: drop})
-	if c, err = adapter.New(fa, co...); err != nil {
-		fa.Close()
-		fb.Close()
-		return nil, nil, err
-	}
-	if s, err = adapter.New(fb, so...); err != nil {
-		c.Close()
-		fb.Close()
-		return nil, nil, err
-	}
-	return c, s, nil
+	return adapter.NewPairOn(fault.New(la, fault.Config{Seed: 1, Drop: drop}),
+		fault.New(lb, fault.Config{Seed: 2, Drop: drop}), co, so)
 }
 
 // Listen listens on the server stack on an ephemeral port.
